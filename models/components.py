@@ -1,0 +1,102 @@
+"""The option tables behind config strings: activations, initialisations, losses.
+
+Each entry works for a network with one sigmoid output; options that cannot
+(softmax, multi-class losses) are deliberately absent.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+PRELU_INITIAL_SLOPE = 0.25  # torch.nn.PReLU's default
+
+
+def hidden_widths(multipliers, n_inputs: int) -> list[int]:
+    """`[2, 3, 0.5]` x 30 inputs -> [60, 90, 15] units; never fewer than one."""
+    return [max(1, int(m * n_inputs + 0.5)) for m in multipliers]
+
+
+def prelu(h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """PReLU with one learnable slope per member ([members, 1, 1])."""
+    return torch.where(h >= 0, h, h * slope)
+
+
+# activation name -> function of the pre-activation tensor. PReLU is special:
+# it owns a learnable slope per layer, so the models call `prelu` themselves.
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "relu": F.relu,
+    "leaky_relu": F.leaky_relu,  # negative slope 0.01, torch's default
+    "prelu": None,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "elu": F.elu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "selu": F.selu,
+    "softplus": F.softplus,
+    "mish": F.mish,
+}
+
+# gain argument that torch.nn.init expects for each activation's nonlinearity
+_KAIMING_NONLINEARITY = {"relu": "relu", "leaky_relu": "leaky_relu", "prelu": "leaky_relu"}
+
+
+def _default_linear(weight: torch.Tensor, bias: torch.Tensor, g: torch.Generator, activation: str) -> None:
+    # torch.nn.Linear.reset_parameters: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both
+    bound = 1.0 / math.sqrt(weight.shape[1])
+    weight.uniform_(-bound, bound, generator=g)
+    bias.uniform_(-bound, bound, generator=g)
+
+
+def _kaiming(fn):
+    def init(weight, bias, g, activation):
+        nonlinearity = _KAIMING_NONLINEARITY.get(activation, "relu")
+        fn(weight, nonlinearity=nonlinearity, generator=g)
+        bias.zero_()
+    return init
+
+
+def _xavier(fn):
+    def init(weight, bias, g, activation):
+        fn(weight, generator=g)
+        bias.zero_()
+    return init
+
+
+def _orthogonal(weight, bias, g, activation):
+    torch.nn.init.orthogonal_(weight, generator=g)
+    bias.zero_()
+
+
+# initialisation name -> fn(weight [out, in], bias [out], generator, activation)
+INITIALIZATIONS = {
+    "default": _default_linear,
+    "xavier_uniform": _xavier(torch.nn.init.xavier_uniform_),
+    "xavier_normal": _xavier(torch.nn.init.xavier_normal_),
+    "kaiming_uniform": _kaiming(torch.nn.init.kaiming_uniform_),
+    "kaiming_normal": _kaiming(torch.nn.init.kaiming_normal_),
+    "orthogonal": _orthogonal,
+}
+
+
+def _bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # on logits: the same loss as BCE on the sigmoid output, without its
+    # overflow for confident predictions
+    return F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+
+
+def _on_probability(fn):
+    return lambda logits, y: fn(torch.sigmoid(logits), y)
+
+
+# On a probability the error is at most 1, so with delta/beta = 1 Huber and
+# smooth L1 would be exactly half the squared error; 0.5 keeps them distinct.
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "bce": _bce,
+    "mse": _on_probability(lambda p, y: F.mse_loss(p, y, reduction="none")),
+    "huber": _on_probability(lambda p, y: F.huber_loss(p, y, reduction="none", delta=0.5)),
+    "smooth_l1": _on_probability(lambda p, y: F.smooth_l1_loss(p, y, reduction="none", beta=0.5)),
+}

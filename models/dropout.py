@@ -1,0 +1,49 @@
+"""Dropout masks drawn from a per-member pool: one multiply per layer per step.
+
+Why a pool: drawing fresh uniform numbers for every unit of every member on
+every step cost ~40% of a fused training step (PERF_NOTES.md). Instead each
+member draws, once and from its own seed, a long vector of ready-made
+multipliers (0 or 1/(1-p)); each step and layer reads a window of it at an
+offset shared by all members. A member's masks therefore depend only on its
+own seed and the step number, never on which other members it was fused
+with, so fused and alone training stay identical.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+POOL_LENGTH = 1 << 17        # multipliers per member; windows start anywhere in it
+_OFFSET_SEED = 0x5EED        # the window offsets are the same for every run and member
+_OFFSETS_PER_BLOCK = 4096
+
+
+class DropoutPool:
+    def __init__(self, rates: list[float], generators: list[torch.Generator], max_window: int,
+                 device: torch.device) -> None:
+        self.enabled = any(rate > 0 for rate in rates)
+        self.length = max(POOL_LENGTH, 4 * max_window)
+        self.max_start = self.length - max_window
+        self._offsets = np.random.default_rng(_OFFSET_SEED)
+        self._block = self._offsets.integers(0, self.max_start + 1, _OFFSETS_PER_BLOCK)
+        self._cursor = 0
+        if self.enabled:
+            self.pool = torch.stack([_member_pool(rate, g, self.length) for rate, g in zip(rates, generators)])
+            self.pool = self.pool.to(device)
+
+    def mask(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The next mask of `shape` ([members, ...]) as a view into the pool."""
+        size = int(np.prod(shape[1:]))
+        if self._cursor == len(self._block):
+            self._block = self._offsets.integers(0, self.max_start + 1, _OFFSETS_PER_BLOCK)
+            self._cursor = 0
+        start = int(self._block[self._cursor])
+        self._cursor += 1
+        return self.pool[:, start:start + size].view(shape)
+
+
+def _member_pool(rate: float, g: torch.Generator, length: int) -> torch.Tensor:
+    if rate == 0:
+        return torch.ones(length)
+    keep = torch.rand(length, generator=g) >= rate
+    return keep.float() / (1.0 - rate)

@@ -1,0 +1,71 @@
+"""A stack of fully connected layers for many members at once (batched matmuls)."""
+from __future__ import annotations
+
+import torch
+
+from models.components import ACTIVATIONS, INITIALIZATIONS, PRELU_INITIAL_SLOPE, hidden_widths, prelu
+from models.dropout import DropoutPool
+from models.flat import FlatParameters
+
+
+class DenseStack:
+    """widths[0] inputs -> hidden layers with activation and dropout -> widths[-1] outputs.
+
+    Weights are stored [members, in, out] so that `baddbmm(bias, x, W)` is one
+    batched matmul for all members; a member's weight is the transpose of the
+    torch.nn.Linear weight it would have alone.
+    """
+
+    def __init__(self, params: FlatParameters, prefix: str, widths: list[int], activation: str) -> None:
+        self.prefix, self.widths, self.activation = prefix, widths, activation
+        self.n_layers = len(widths) - 1
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            params.declare(f"{prefix}.{i}.weight", (n_in, n_out))
+            params.declare(f"{prefix}.{i}.bias", (1, n_out))
+            if activation == "prelu" and i < self.n_layers - 1:
+                params.declare(f"{prefix}.{i}.slope", (1, 1))
+
+    def bind(self, params: FlatParameters) -> None:
+        """Keep direct references to the views: dict look-ups cost time per step."""
+        self.layers = [(params[f"{self.prefix}.{i}.weight"], params[f"{self.prefix}.{i}.bias"],
+                        params.views.get(f"{self.prefix}.{i}.slope")) for i in range(self.n_layers)]
+        self.act = ACTIVATIONS[self.activation]
+
+    @torch.no_grad()
+    def initialize(self, members: list[dict], generators: list[torch.Generator]) -> None:
+        for e, (member, g) in enumerate(zip(members, generators)):
+            init = INITIALIZATIONS[member["weight_initialization"]]
+            for weight, bias, slope in self.layers:
+                w = torch.empty(weight.shape[2], weight.shape[1])  # torch.nn.Linear layout [out, in]
+                b = torch.empty(weight.shape[2])
+                init(w, b, g, self.activation)
+                weight[e].copy_(w.T)
+                bias[e, 0].copy_(b)
+                if slope is not None:
+                    slope[e].fill_(PRELU_INITIAL_SLOPE)
+
+    def forward(self, h: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
+        last = self.n_layers - 1
+        for i, (weight, bias, slope) in enumerate(self.layers):
+            h = torch.baddbmm(bias, h, weight)
+            if i < last:
+                h = prelu(h, slope) if slope is not None else self.act(h)
+                if dropout is not None and dropout.enabled:
+                    h = h * dropout.mask(h.shape)
+        return h
+
+
+class FusedMLP:
+    def __init__(self, arch: dict, members: list[dict], n_features: int,
+                 generators: list[torch.Generator], device: torch.device) -> None:
+        widths = [n_features] + hidden_widths(arch["hidden_layers"], n_features) + [1]
+        self.params = FlatParameters()
+        self.dense = DenseStack(self.params, "dense", widths, arch["activation"])
+        self.params.allocate(len(members), device)
+        self.dense.bind(self.params)
+        self.dense.initialize(members, generators)
+        self.max_dropout_window = max(widths[1:-1], default=1)  # per row of a batch
+
+    def forward(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
+        """x [members, batch, features] -> logits [members, batch]."""
+        return self.dense.forward(x, dropout).squeeze(-1)

@@ -1,0 +1,54 @@
+"""The run folder's files: atomic CSV writes, and the tables built from training results.
+
+Every file is written to a temporary name in the same folder and renamed
+into place, so a reader (or a crash) never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from settings import HYPERPARAMETERS
+
+RERUN_COLUMNS = ["combination", "rerun", "seed", *HYPERPARAMETERS, "tp", "fp", "tn", "fn",
+                 "precision", "p_value", "diverged", "train_loss", "seconds"]
+ERROR_COLUMNS = ["combination", *HYPERPARAMETERS, "error", "traceback"]
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(table.to_csv(index=False), path)
+
+
+def display_value(value):
+    """How a hyperparameter value reads in a CSV: lists as [2, 1, 0.5], 'not used' as empty."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return json.dumps(value)
+    return value
+
+
+def hyperparameter_columns(combination: dict) -> dict:
+    return {name: display_value(combination[name]) for name in HYPERPARAMETERS}
+
+
+def read_reruns(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"combination": str})

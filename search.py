@@ -1,0 +1,79 @@
+"""Run a hyperparameter sweep and rank every combination by the significance of its precision.
+
+    python search.py                                   # the sweep described in config.py
+    python search.py --config overnight.py --cpu-count 8
+    python search.py --help
+
+Results go to RESULTS_DIR/<run name>/ (the run name defaults to the config
+file's name): ranking.csv, reruns.csv, errors.csv, a copy of the config, and
+the Optuna study (study.journal). Running the same command again resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from data import DataError
+from settings import ConfigError, load_settings
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train every hyperparameter combination of a config and rank them by the "
+                    "binomial p-value of their precision on the test set.")
+    parser.add_argument("--config", default="config.py",
+                        help="config file to run (default: config.py); paths in it are relative to its folder")
+    parser.add_argument("--cpu-count", type=int, metavar="N",
+                        help="worker processes for this run (overrides CPU_COUNT)")
+    parser.add_argument("--rerun-count", type=int, metavar="N",
+                        help="trainings per combination for this run (overrides RERUN_COUNT)")
+    parser.add_argument("--results", metavar="DIR",
+                        help="folder under which this run's folder is written (overrides RESULTS_DIR)")
+    parser.add_argument("--name", help="this run's folder name (default: the config file's name without .py)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    overrides = {"CPU_COUNT": args.cpu_count, "RERUN_COUNT": args.rerun_count}
+    try:
+        settings = load_settings(args.config, overrides)
+        if args.results is not None:
+            settings = _with_results_dir(settings, args.results)
+    except ConfigError as err:
+        return _fail(err)
+    for note in settings.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+
+    # Start the workers first: each spends ~2 s importing torch, which then
+    # overlaps with the data loading and planning below.
+    from sweep import start_workers, Sweep
+    executor = start_workers(settings.cpu_count)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sweep = Sweep(settings, run_name=args.name or Path(args.config).stem,
+                          progress=not args.no_progress)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        return sweep.run(executor)
+    except (ConfigError, DataError) as err:
+        executor.shutdown(wait=False, kill_workers=True)
+        return _fail(err)
+
+
+def _with_results_dir(settings, results: str):
+    from dataclasses import replace
+    return replace(settings, results_dir=Path(results).expanduser().resolve())
+
+
+def _fail(err: Exception) -> int:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""What runs inside each worker process. Kept free of heavy imports at module level.
+
+The main process pickles `run_task` by reference, so importing this module
+must stay cheap there: torch is imported only inside the workers.
+"""
+from __future__ import annotations
+
+import os
+
+
+def initialize() -> None:
+    """Runs once when a worker process starts: one torch thread, and torch loaded early."""
+    # Several processes that each spin up torch's default thread pool on the
+    # same cores run 5-15x slower (PERF_NOTES.md): one thread per worker.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+    torch.set_num_threads(1)
+    import training  # noqa: F401  (load models and optimizers before the first task arrives)
+
+
+def run_task(task: dict) -> list[dict]:
+    from training import train_task
+    return train_task(task)
+
+
+def ready() -> int:
+    """A no-op task: submitting it starts the workers while the main process does its own setup."""
+    return os.getpid()
