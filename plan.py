@@ -110,11 +110,15 @@ def make_tasks(trainings: list[dict], cpu_count: int, n_features: int) -> list[l
     for combos in groups.values():
         units = [sorted(reruns, key=lambda t: t["rerun"]) for _, reruns in sorted(combos.items())]
         n_members = sum(map(len, units))
-        chunks = math.ceil(n_members / MAX_MEMBERS_PER_TASK)
+        # count chunks in whole combinations, so that rounding never pushes one past the cap
+        units_per_task = max(1, MAX_MEMBERS_PER_TASK // max(map(len, units)))
+        chunks = math.ceil(len(units) / units_per_task)
         if n_members >= cpu_count * MIN_MEMBERS_TO_SPLIT:
             chunks = cpu_count * math.ceil(chunks / cpu_count)
-        per_chunk = math.ceil(len(units) / min(chunks, len(units)))
-        for i in range(0, len(units), per_chunk):
-            tasks.append([t for unit in units[i:i + per_chunk] for t in unit])
+        chunks = min(chunks, len(units))
+        # exactly `chunks` tasks whose sizes differ by at most one combination
+        bounds = [i * len(units) // chunks for i in range(chunks + 1)]
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            tasks.append([t for unit in units[start:stop] for t in unit])
     tasks.sort(key=lambda task: -sum(member_cost(t["params"], n_features) for t in task))
     return tasks

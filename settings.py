@@ -113,6 +113,9 @@ def _read_config_file(path: Path) -> dict:
                           f"A config file must be plain Python that runs on its own.") from None
     known = set(SETTING_DEFAULTS) | {"hyperparameter_values"}
     for name in namespace:
+        if name != "hyperparameter_values" and difflib.get_close_matches(name, ["hyperparameter_values"], cutoff=0.8):
+            raise ConfigError(f"Config file {path} sets {name}, which is not a setting (did you mean "
+                              f"hyperparameter_values?). As written, the sweep would ignore it.")
         if name.isupper() and name not in known:
             raise ConfigError(f"Config file {path} sets unknown setting {name}{_suggest(name, known)}. "
                               f"Valid settings: {', '.join(sorted(known))}.")
@@ -191,7 +194,7 @@ def _validate_hyperparameters(grid) -> dict:
                               f"even for a single value: write {example}.")
         for value in values:
             _validate_value(name, value)
-        if len(set(map(repr, values))) != len(values):
+        if len({repr(normalize_value(name, x)) for x in values}) != len(values):  # 2 and 2.0 are one value
             raise ConfigError(f"hyperparameter_values[{name!r}] = {values!r} lists a value twice; "
                               f"each value is tried once, so list it once.")
     full = {name: [default] for name, default in HYPERPARAMETER_DEFAULTS.items()}

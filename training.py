@@ -18,10 +18,7 @@ import torch
 from models import build_model
 from models.components import LOSSES
 from models.dropout import DropoutPool
-from fused_optim import FusedOptimizer
-
-# Adam's second moments decay into subnormal floats, which x86 handles ~100x slower.
-torch.set_flush_denormal(True)
+from fused_optim import FusedOptimizer, group_key
 
 _STREAMS = {"init": 0, "dropout": 1, "shuffle": 2}  # independent random streams per member
 
@@ -52,8 +49,8 @@ def train_task(task: dict) -> list[dict]:
     x_eval = load_arrays(task["data"]["eval_x"], str(device))
     y_eval = load_arrays(task["data"]["eval_y"], str(device))
 
-    # the optimizer updates contiguous row ranges, so order members by optimizer
-    order = sorted(range(len(task["members"])), key=lambda i: task["members"][i]["params"]["optimizer"])
+    # the optimizer updates contiguous row ranges, so order members by optimizer group
+    order = sorted(range(len(task["members"])), key=lambda i: group_key(task["members"][i]["params"]))
     members = [task["members"][i] for i in order]
     model, losses, diverged = train_members(task["arch"], members, x_train, y_train, device)
     predictions = predict(model, x_eval, task["threshold"])
@@ -94,12 +91,9 @@ def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Ten
         total = torch.zeros(count, device=device)
         for start in range(0, n_rows, batch):
             xb, yb = x_epoch[:, start:start + batch], y_epoch[:, start:start + batch]
-            per_member = loss_fn(model.forward(xb, dropout), yb).sum(dim=1)
-            # d(sum of members' mean losses): each member gets exactly its own gradient
-            per_member.backward(gradient=torch.full_like(per_member, 1.0 / yb.shape[1]))
+            per_member = model.train_step(xb, yb, dropout, loss_fn)
             optimizer.step()
-            model.params.grad.zero_()
-            total += per_member.detach()
+            total += per_member
         diverged |= ~torch.isfinite(total)
     diverged |= ~torch.isfinite(model.params.data).all(dim=1)
     return model, (total / n_rows).cpu().numpy(), diverged.cpu().numpy()

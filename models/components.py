@@ -71,6 +71,27 @@ def _orthogonal(weight, bias, g, activation):
     bias.zero_()
 
 
+_aten = torch.ops.aten
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+# activation name -> d(activation)/dz applied to an incoming gradient, given the
+# pre-activation z and the activation a. These are the very kernels autograd
+# calls for these functions (tests/test_fused.py checks them against autograd);
+# calling them directly lets the MLP skip autograd's per-operation bookkeeping.
+ACTIVATION_BACKWARD = {
+    "relu": lambda grad, z, a: _aten.threshold_backward(grad, a, 0),
+    "leaky_relu": lambda grad, z, a: _aten.leaky_relu_backward(grad, z, 0.01, False),
+    "tanh": lambda grad, z, a: _aten.tanh_backward(grad, a),
+    "sigmoid": lambda grad, z, a: _aten.sigmoid_backward(grad, a),
+    "elu": lambda grad, z, a: _aten.elu_backward(grad, 1.0, 1, 1, False, z),
+    "gelu": lambda grad, z, a: _aten.gelu_backward(grad, z),
+    "silu": lambda grad, z, a: _aten.silu_backward(grad, z),
+    "selu": lambda grad, z, a: _aten.elu_backward(grad, _SELU_ALPHA, _SELU_SCALE, 1, False, z),
+    "softplus": lambda grad, z, a: _aten.softplus_backward(grad, z, 1, 20),
+    "mish": lambda grad, z, a: _aten.mish_backward(grad, z),
+}
+
+
 # initialisation name -> fn(weight [out, in], bias [out], generator, activation)
 INITIALIZATIONS = {
     "default": _default_linear,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from models.components import ACTIVATIONS, INITIALIZATIONS, PRELU_INITIAL_SLOPE, hidden_widths, prelu
+from models.components import ACTIVATION_BACKWARD, ACTIVATIONS, INITIALIZATIONS, PRELU_INITIAL_SLOPE, hidden_widths, prelu
 from models.dropout import DropoutPool
 from models.flat import FlatParameters
 
@@ -30,6 +30,7 @@ class DenseStack:
         self.layers = [(params[f"{self.prefix}.{i}.weight"], params[f"{self.prefix}.{i}.bias"],
                         params.views.get(f"{self.prefix}.{i}.slope")) for i in range(self.n_layers)]
         self.act = ACTIVATIONS[self.activation]
+        self.act_backward = ACTIVATION_BACKWARD.get(self.activation)
 
     @torch.no_grad()
     def initialize(self, members: list[dict], generators: list[torch.Generator]) -> None:
@@ -55,6 +56,44 @@ class DenseStack:
         return h
 
 
+    @torch.no_grad()
+    def forward_cached(self, h: torch.Tensor, dropout: DropoutPool | None):
+        """forward() that keeps what backward_cached() needs, without recording an autograd graph."""
+        cache = []
+        last = self.n_layers - 1
+        for i, (weight, bias, slope) in enumerate(self.layers):
+            z = torch.baddbmm(bias, h, weight)
+            if i == last:
+                cache.append((h, None, None, None))
+                return z, cache
+            a = prelu(z, slope) if slope is not None else self.act(z)
+            mask = dropout.mask(a.shape) if dropout is not None and dropout.enabled else None
+            cache.append((h, z, a, mask))
+            h = a * mask if mask is not None else a
+
+    @torch.no_grad()
+    def backward_cached(self, dz: torch.Tensor, cache: list) -> None:
+        """Write d(loss)/d(parameters) into the parameters' .grad views, given d(loss)/d(output)."""
+        for i in range(self.n_layers - 1, -1, -1):
+            weight, bias, slope = self.layers[i]
+            h = cache[i][0]
+            weight.grad.copy_(torch.bmm(h.transpose(1, 2), dz))
+            torch.sum(dz, dim=1, keepdim=True, out=bias.grad)
+            if i == 0:
+                return  # the inputs need no gradient
+            dh = torch.bmm(dz, weight.transpose(1, 2))
+            _, z, a, mask = cache[i - 1]
+            if mask is not None:
+                dh.mul_(mask)
+            prev_slope = self.layers[i - 1][2]
+            if prev_slope is not None:  # PReLU: gradient for the input and for the slope
+                negative = z < 0
+                prev_slope.grad.copy_((dh * z * negative).sum(dim=(1, 2), keepdim=True))
+                dz = torch.where(negative, dh * prev_slope, dh)
+            else:
+                dz = self.act_backward(dh, z, a)
+
+
 class FusedMLP:
     def __init__(self, arch: dict, members: list[dict], n_features: int,
                  generators: list[torch.Generator], device: torch.device) -> None:
@@ -69,3 +108,23 @@ class FusedMLP:
     def forward(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
         """x [members, batch, features] -> logits [members, batch]."""
         return self.dense.forward(x, dropout).squeeze(-1)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
+        """One forward/backward pass; leaves gradients in params.grad, returns each member's summed loss.
+
+        The backward pass is written out (see DenseStack.backward_cached):
+        for these tiny layers autograd's bookkeeping cost more than the maths.
+        """
+        z, cache = self.dense.forward_cached(x, dropout)
+        per_member, dz = loss_and_gradient(z.squeeze(-1), y, loss_fn)
+        self.dense.backward_cached(dz.unsqueeze(-1), cache)
+        return per_member
+
+
+def loss_and_gradient(logits: torch.Tensor, y: torch.Tensor, loss_fn):
+    """Each member's summed loss, and d(sum of members' mean losses)/d(logits), by autograd on this small graph."""
+    with torch.enable_grad():
+        logits = logits.detach().requires_grad_()
+        per_member = loss_fn(logits, y).sum(dim=1)
+        (dz,) = torch.autograd.grad(per_member, logits, grad_outputs=torch.full_like(per_member, 1.0 / y.shape[1]))
+    return per_member.detach(), dz

@@ -1,0 +1,155 @@
+"""Benchmark: the reference sweep through `python search.py`, against the naive way, back to back.
+
+    python -m bench.run                      # reference sweep, both ways (~5 minutes on 2 cores)
+    python -m bench.run --variants batch256,lstm
+    python -m bench.run --skip-naive         # ours only (quick check)
+
+Each way runs as its own process, timed from process start to files
+written, so start-up, data loading and writing count. Ratios are taken
+within one run because these machines are noisy. Results also go to
+bench/out/benchmark.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+REFERENCE = ROOT / "bench" / "reference.py"
+
+VARIANTS = {
+    "reference": {},
+    "batch256": {"batch_size": [256]},
+    # a smaller LSTM sweep: the naive LSTM takes ~20 s per model
+    "lstm": {"model": ["lstm"], "hidden_layers": [[]], "lstm_hidden_size": [16], "dropout": [0.0],
+             "learning_rate": [1e-3, 1e-4]},
+}
+
+
+def write_variant_config(name: str) -> Path:
+    """The reference config with the variant's hyperparameters replaced."""
+    path = OUT / f"{name}.py"
+    text = REFERENCE.read_text().replace('"../example_data/', '"../../example_data/').replace(
+        'RESULTS_DIR = "out"', 'RESULTS_DIR = "."')
+    text += f"\nhyperparameter_values.update({VARIANTS[name]!r})\n"
+    path.write_text(text)
+    return path
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak resident memory in MiB of the largest process of the run)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024
+
+
+def quality(counts: pd.DataFrame) -> dict:
+    total = counts[["tp", "fp", "tn", "fn"]].sum(axis=1)
+    predicted = counts["tp"] + counts["fp"]
+    precision = (counts["tp"] / predicted.where(predicted > 0)).mean()
+    return {"accuracy": float(((counts["tp"] + counts["tn"]) / total).mean()), "precision": float(precision)}
+
+
+def matmul_gflops() -> float:
+    """Best-case single-thread float32 matmul throughput, in GFLOP/s."""
+    import torch
+    torch.set_num_threads(1)
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    for _ in range(3):
+        a @ b
+    start, n = time.perf_counter(), 20
+    for _ in range(n):
+        a @ b
+    return 2 * 512 ** 3 * n / (time.perf_counter() - start) / 1e9
+
+
+def training_flops(config: Path) -> float:
+    """Multiply-adds x 2 of forward and backward passes, summed over the sweep's trainings."""
+    sys.path.insert(0, str(ROOT))
+    import plan
+    from models.components import hidden_widths
+    from settings import load_settings
+    settings = load_settings(config)
+    rows = sum(1 for _ in open(settings.train_csv))
+    features = len(open(settings.train_csv).readline().split(",")) - 1
+    total = 0.0
+    for c in plan.planned_combinations(settings):
+        n_in = c["lstm_hidden_size"] if c["model"] == "lstm" else features
+        widths = [n_in] + hidden_widths(c["hidden_layers"], n_in) + [1]
+        weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        if c["model"] == "lstm":
+            h = c["lstm_hidden_size"]
+            weights += features * (4 * h * (h + 1)) * c["lstm_num_layers"]
+        total += 6 * weights * rows * c["max_epochs"] * settings.rerun_count
+    return total
+
+
+def run_variant(name: str, skip_naive: bool, cpu_count: int) -> dict:
+    config = REFERENCE if name == "reference" else write_variant_config(name)
+    run_name = f"bench-{name}"
+    results_dir = OUT
+    shutil.rmtree(results_dir / run_name, ignore_errors=True)
+    ours_s, ours_mem = timed([sys.executable, "search.py", "--config", str(config), "--name", run_name,
+                              "--results", str(results_dir), "--no-progress", "--cpu-count", str(cpu_count)])
+    ours = pd.read_csv(results_dir / run_name / "reruns.csv")
+    trainings = len(ours)
+    row = {"variant": name, "trainings": trainings, "ours_s": ours_s, "ours_models_per_min": trainings / ours_s * 60,
+           "ours_peak_mib": ours_mem, **{f"ours_{k}": v for k, v in quality(ours).items()}}
+    flops = training_flops(config)
+    row["bound_s"] = flops / (matmul_gflops() * 1e9 * cpu_count)
+    if not skip_naive:
+        counts_file = OUT / f"naive-{name}.json"
+        naive_s, naive_mem = timed([sys.executable, "-m", "bench.naive", "--config", str(config),
+                                    "--out", str(counts_file)])
+        naive = pd.DataFrame(json.loads(counts_file.read_text()))
+        row.update({"naive_s": naive_s, "naive_models_per_min": trainings / naive_s * 60,
+                    "naive_peak_mib": naive_mem, "speedup": naive_s / ours_s,
+                    **{f"naive_{k}": v for k, v in quality(naive).items()}})
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="reference",
+                        help=f"comma-separated, from {', '.join(VARIANTS)} (default: reference)")
+    parser.add_argument("--skip-naive", action="store_true", help="time only our runner")
+    parser.add_argument("--cpu-count", type=int, default=2)
+    args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.variants.split(","):
+        row = run_variant(name.strip(), args.skip_naive, args.cpu_count)
+        rows.append(row)
+        print(format_row(row), flush=True)
+    (OUT / "benchmark.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def format_row(r: dict) -> str:
+    text = (f"{r['variant']}: {r['trainings']} trainings. ours {r['ours_s']:.1f} s "
+            f"({r['ours_models_per_min']:.0f} models/min, peak {r['ours_peak_mib']:.0f} MiB, "
+            f"accuracy {r['ours_accuracy']:.3f}, precision {r['ours_precision']:.3f}); "
+            f"arithmetic bound {r['bound_s']:.1f} s")
+    if "naive_s" in r:
+        text += (f"; naive {r['naive_s']:.1f} s ({r['naive_models_per_min']:.1f} models/min, peak "
+                 f"{r['naive_peak_mib']:.0f} MiB, accuracy {r['naive_accuracy']:.3f}, precision "
+                 f"{r['naive_precision']:.3f}); speed-up {r['speedup']:.1f}x")
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Fused training is faithful: each member trains exactly as it would alone, and as plain torch would.
+
+References are independent of our code: torch.optim for the update rules,
+autograd for the hand-written backward pass, torch.nn.LSTM for the LSTM
+cell, and an nn.Sequential trained with torch.optim for a whole training.
+"""
+import numpy as np
+import pytest
+import torch
+
+from bench.naive import build_naive_model
+from fused_optim import KERNELS, FusedOptimizer, group_key
+from models import build_model
+from models.components import LOSSES
+from settings import ACTIVATIONS, HYPERPARAMETER_DEFAULTS, OPTIMIZERS
+from training import member_generator, predict, train_members
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+
+
+def hp(**changes) -> dict:
+    return {**HYPERPARAMETER_DEFAULTS, **changes}
+
+
+def small_data(rows=96, features=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, features, generator=g)
+    y = ((x[:, 0] + 0.5 * torch.randn(rows, generator=g)) > 0.3).to(torch.int8)
+    return x, y
+
+
+# --------------------------------------------------------------- optimizers
+TORCH_OPTIMIZERS = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad, "adamax": torch.optim.Adamax,
+    "sgd": lambda params, lr, weight_decay: torch.optim.SGD(params, lr, momentum=0.9, weight_decay=weight_decay),
+}
+
+
+@pytest.mark.parametrize("use_kernels", [True, False])
+@pytest.mark.parametrize("kind", OPTIMIZERS)
+def test_each_row_follows_torch_optim(kind, use_kernels):
+    members = [hp(optimizer=kind, learning_rate=lr, l2_regularization=l2)
+               for lr, l2 in [(1e-2, 0.0), (3e-3, 0.0), (1e-2, 0.05)]]
+    members.sort(key=group_key)
+    g = torch.Generator().manual_seed(1)
+    data = torch.randn(len(members), 40, generator=g)
+    grad = torch.zeros_like(data)
+    fused = FusedOptimizer(data, grad, members, use_kernels=use_kernels)
+    references = []
+    for row, m in enumerate(members):
+        p = data[row].clone().requires_grad_()
+        references.append((p, TORCH_OPTIMIZERS[kind]([p], lr=m["learning_rate"], weight_decay=m["l2_regularization"])))
+    for _ in range(25):
+        grad.copy_(torch.randn(data.shape, generator=g))
+        for row, (p, opt) in enumerate(references):
+            p.grad = grad[row].clone()
+            opt.step()
+        fused.step()
+    for row, (p, _) in enumerate(references):
+        torch.testing.assert_close(data[row], p.detach(), rtol=1e-5, atol=1e-6)
+    assert use_kernels is False or kind not in KERNELS or any(type(gr).__name__ == "_Kernel" for gr in fused.groups)
+
+
+def test_l1_adds_the_sign_of_the_weights_to_the_gradient():
+    members = [hp(optimizer="sgd", learning_rate=0.1, l1_regularization=l1) for l1 in (0.0, 0.5)]
+    data = torch.tensor([[1.0, -2.0], [1.0, -2.0]])
+    grad = torch.zeros_like(data)
+    FusedOptimizer(data, grad, members).step()
+    # zero gradient: only the L1 subgradient 0.5 * sign(w) moves the second row
+    torch.testing.assert_close(data, torch.tensor([[1.0, -2.0], [0.95, -1.95]]))
+
+
+def test_members_must_be_grouped():
+    members = [hp(optimizer="adam"), hp(optimizer="rmsprop"), hp(optimizer="adam")]
+    with pytest.raises(ValueError, match="sorted"):
+        FusedOptimizer(torch.zeros(3, 2), torch.zeros(3, 2), members)
+
+
+# ------------------------------------------------------ hand-written backward
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_mlp_backward_matches_autograd(activation, loss):
+    arch = hp(hidden_layers=[2, 1], activation=activation, loss_function=loss)
+    members = [hp(**{**arch, "dropout": d}) for d in (0.0, 0.3, 0.5)]
+    model = build_model(arch, members, 5, [member_generator(s, "init") for s in range(3)], CPU)
+    x, y = torch.randn(3, 16, 5), (torch.rand(3, 16) > 0.5).float()
+    from models.dropout import DropoutPool
+    pools = [DropoutPool([m["dropout"] for m in members], [member_generator(s, "dropout") for s in range(3)],
+                         16 * 10, CPU) for _ in range(2)]  # two pools, identical masks
+    model.train_step(x, y, pools[0], LOSSES[loss])
+    manual = model.params.grad.clone()
+    model.params.grad.zero_()
+    per_member = LOSSES[loss](model.forward(x, pools[1]), y).sum(dim=1)
+    per_member.backward(gradient=torch.full_like(per_member, 1 / 16))
+    torch.testing.assert_close(manual, model.params.grad, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------- LSTM
+def test_lstm_cell_matches_torch_lstm():
+    arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])
+    members = [arch, arch]
+    model = build_model(arch, members, 7, [member_generator(s, "init") for s in (3, 4)], CPU)
+    x = torch.randn(2, 4, 7)
+    ours = model.forward(x, None)
+    for e in range(2):
+        lstm = torch.nn.LSTM(1, 5, 2, batch_first=True)
+        with torch.no_grad():
+            for k in range(2):
+                w_ih, w_hh, bias = (t[e] for t in model.layers[k])
+                getattr(lstm, f"weight_ih_l{k}").copy_(w_ih.T)
+                getattr(lstm, f"weight_hh_l{k}").copy_(w_hh.T)
+                getattr(lstm, f"bias_ih_l{k}").copy_(bias[0])
+                getattr(lstm, f"bias_hh_l{k}").zero_()
+            out, _ = lstm(x[e].unsqueeze(-1))
+            weight, b, _ = model.head.layers[0]
+            expected = out[:, -1] @ weight[e] + b[e, 0]
+        torch.testing.assert_close(ours[e], expected.squeeze(-1), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------- fused == alone == torch
+MIXED = [  # members that differ in everything a fused task lets them differ in
+    dict(seed=11, learning_rate=1e-2, optimizer="adam", dropout=0.0, weight_initialization="default"),
+    dict(seed=12, learning_rate=3e-3, optimizer="rmsprop", dropout=0.3, weight_initialization="xavier_uniform"),
+    dict(seed=13, learning_rate=1e-2, optimizer="sgd", dropout=0.1, l2_regularization=1e-3,
+         weight_initialization="kaiming_normal"),
+    dict(seed=14, learning_rate=5e-3, optimizer="adamax", dropout=0.2, l1_regularization=1e-4,
+         weight_initialization="orthogonal"),
+]
+
+
+@pytest.mark.parametrize("model", ["mlp", "lstm"])
+def test_fused_member_trains_exactly_as_alone(model):
+    arch = hp(model=model, hidden_layers=[2, 1], batch_size=16, max_epochs=2, lstm_hidden_size=4)
+    members = [{"seed": m["seed"], "params": hp(**{**arch, **{k: v for k, v in m.items() if k != "seed"}})}
+               for m in MIXED]
+    members.sort(key=lambda m: group_key(m["params"]))
+    x, y = small_data()
+    fused, _, _ = train_members(arch, members, x, y, CPU)
+    for row, member in enumerate(members):
+        alone, _, _ = train_members(arch, [member], x, y, CPU)
+        torch.testing.assert_close(fused.params.data[row], alone.params.data[0], rtol=1e-5, atol=1e-6)
+        assert torch.equal(predict(fused, x, 0.5)[row], predict(alone, x, 0.5)[0])
+
+
+def test_fused_member_matches_plain_torch_training():
+    """Same initial weights and batch order: our fused training == nn.Sequential + torch.optim.Adam."""
+    arch = hp(hidden_layers=[2, 1], batch_size=16, max_epochs=3, activation="tanh", learning_rate=1e-2)
+    seed = 21
+    x, y = small_data(rows=80)
+    fused, _, _ = train_members(arch, [{"seed": seed, "params": arch}], x, y, CPU)
+    start = build_model(arch, [arch], x.shape[1], [member_generator(seed, "init")], CPU)
+
+    reference = build_naive_model(arch, x.shape[1])
+    linears = [m for m in reference if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for layer, (weight, bias, _) in zip(linears, start.dense.layers):
+            layer.weight.copy_(weight[0].T)
+            layer.bias.copy_(bias[0, 0])
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    shuffle = member_generator(seed, "shuffle")
+    for _ in range(3):
+        order = torch.randperm(len(x), generator=shuffle)
+        for start_row in range(0, len(x), 16):
+            idx = order[start_row:start_row + 16]
+            optimizer.zero_grad()
+            torch.nn.functional.binary_cross_entropy_with_logits(
+                reference(x[idx]).squeeze(-1), y[idx].float()).backward()
+            optimizer.step()
+    for layer, (weight, bias, _) in zip(linears, fused.dense.layers):
+        torch.testing.assert_close(weight[0].T, layer.weight.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(bias[0, 0], layer.bias.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_initial_weights_depend_only_on_the_member_seed():
+    arch = hp(hidden_layers=[2])
+    alone = build_model(arch, [arch], 4, [member_generator(5, "init")], CPU)
+    fused = build_model(arch, [arch] * 3, 4, [member_generator(s, "init") for s in (9, 5, 7)], CPU)
+    assert torch.equal(alone.params.data[0], fused.params.data[1])
+    assert not torch.equal(fused.params.data[0], fused.params.data[1])
+
+
+def test_diverging_member_is_flagged_without_touching_the_others():
+    arch = hp(hidden_layers=[2], batch_size=16, max_epochs=2)
+    members = [{"seed": 1, "params": hp(**{**arch, "learning_rate": 1e-2})},
+               {"seed": 2, "params": hp(**{**arch, "optimizer": "sgd", "learning_rate": 1e6})}]
+    x, y = small_data()
+    fused, losses, diverged = train_members(arch, members, x, y, CPU)
+    alone, _, _ = train_members(arch, members[:1], x, y, CPU)
+    assert diverged.tolist() == [False, True]
+    assert np.isfinite(losses[0])
+    torch.testing.assert_close(fused.params.data[0], alone.params.data[0])

@@ -1,0 +1,112 @@
+"""End to end: `python search.py --config ...` as a user runs it, on small D.AT files of the test's own."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_dat(path: Path, rows: int, seed: int) -> None:
+    """A small D.AT file with a learnable signal: label 1 when the first two features are high."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 8))
+    y = (x[:, 0] + x[:, 1] + rng.normal(scale=1.0, size=rows) > 0.8).astype(int)
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", fmt=["%.5f"] * 8 + ["%d"])
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_dat(folder / "train.csv", 400, seed=1)
+    write_dat(folder / "test.csv", 200, seed=2)
+    return folder
+
+
+def write_config(folder: Path, data_dir: Path, name: str = "small", **settings) -> Path:
+    grid = settings.pop("grid", {
+        "hidden_layers": [[1], [2, 1], [0.5]],
+        "learning_rate": [1e-2, 1e-3],
+        "optimizer": ["adam", "sgd"],
+    })
+    lines = [f"hyperparameter_values = {grid!r}",
+             "hyperparameter_values.setdefault('max_epochs', [2])",
+             f"TRAIN_CSV = {str(data_dir / 'train.csv')!r}",
+             f"TEST_CSV = {str(data_dir / 'test.csv')!r}",
+             "RERUN_COUNT = 3", "DEVICE = 'cpu'"]
+    lines += [f"{key} = {value!r}" for key, value in settings.items()]
+    path = folder / f"{name}.py"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_search(config: Path, results: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "search.py", "--config", str(config), "--results", str(results),
+                           "--no-progress", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_grid_sweep_end_to_end(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir)
+    done = run_search(config, tmp_path / "results", "--cpu-count", "2")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "results" / "small"
+    ranking = pd.read_csv(run / "ranking.csv", dtype={"combination": str})
+    reruns = pd.read_csv(run / "reruns.csv", dtype={"combination": str})
+    assert len(ranking) == 12 and len(reruns) == 36
+    assert (reruns.groupby("combination").size() == 3).all()
+    assert set(ranking["combination"]) == set(reruns["combination"])
+    positive_rate = np.loadtxt(data_dir / "test.csv", delimiter=",")[:, -1].mean()
+    for row in reruns.itertuples():
+        n = row.tp + row.fp
+        expected = stats.binomtest(row.tp, n, positive_rate, alternative="greater").pvalue if n else 1.0
+        assert row.p_value == pytest.approx(expected, rel=1e-9)
+        assert row.tp + row.fp + row.tn + row.fn == 200
+    medians = reruns.groupby("combination")["p_value"].median()
+    assert np.allclose(ranking.set_index("combination")["p_value"], medians.loc[ranking["combination"]])
+    assert ranking["p_value"].is_monotonic_increasing
+    assert ranking["rank"].tolist() == list(range(1, 13))
+    assert (run / "config.py").read_text() == config.read_text()
+    assert pd.read_csv(run / "errors.csv").empty
+    assert "12 combinations completed, 0 failed" in done.stdout
+    assert "Best combination" in done.stdout
+
+
+def test_random_search_is_distinct_and_independent_of_cpu_count(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, EXPLORE_ALL_COMBINATIONS=False, NUMBER_OF_COMBINATIONS_TO_TRY=5)
+    rankings = []
+    for cpus in ("1", "2"):
+        done = run_search(config, tmp_path / f"results{cpus}", "--cpu-count", cpus)
+        assert done.returncode == 0, done.stderr
+        rankings.append(pd.read_csv(tmp_path / f"results{cpus}" / "small" / "ranking.csv"))
+    one, two = rankings
+    assert len(one) == 5
+    assert not one.duplicated(subset=["hidden_layers", "learning_rate", "optimizer"]).any()
+    compare = ["rank", "combination", "p_value", "tp", "fp", "tn", "fn"]
+    pd.testing.assert_frame_equal(one[compare], two[compare])
+
+
+def test_running_again_resumes_without_retraining(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3]})
+    first = run_search(config, tmp_path / "results")
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "results" / "small" / "reruns.csv").read_text()
+    again = run_search(config, tmp_path / "results")
+    assert again.returncode == 0, again.stderr
+    assert "2 of 2 combinations already finished" in again.stderr
+    assert (tmp_path / "results" / "small" / "reruns.csv").read_text() == before
+
+
+def test_a_folder_of_another_config_is_refused(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2]})
+    assert run_search(config, tmp_path / "results").returncode == 0
+    before = (tmp_path / "results" / "small" / "ranking.csv").read_text()
+    changed = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-3]})
+    refused = run_search(changed, tmp_path / "results")
+    assert refused.returncode == 2
+    assert "different combinations" in refused.stderr and "--name" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert (tmp_path / "results" / "small" / "ranking.csv").read_text() == before
