@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from settings import HYPERPARAMETERS
 
@@ -31,8 +31,10 @@ def binomial_precision_p_value(tp, fp, positive_rate):
     """
     tp, fp = np.asarray(tp), np.asarray(fp)
     n = tp + fp
-    p = stats.binom.sf(tp - 1, n, positive_rate)
-    return np.where(n == 0, 1.0, p)
+    # bdtrc(k, n, r) = P(X > k): the same regularized incomplete beta as
+    # scipy.stats.binom.sf, without importing scipy.stats (1.3 s per process)
+    p = special.bdtrc(tp - 1, n, positive_rate)
+    return np.where(n == 0, 1.0, np.where(tp == 0, 1.0, p))
 
 
 def fisher_precision_p_value(tp, fp, tn, fn):
@@ -41,6 +43,7 @@ def fisher_precision_p_value(tp, fp, tn, fn):
     Written as the hypergeometric tail so that it runs on whole columns at
     once; it equals scipy.stats.fisher_exact(table, alternative="greater").
     """
+    from scipy import stats
     tp, fp, tn, fn = map(np.asarray, (tp, fp, tn, fn))
     total, positives, predicted = tp + fp + tn + fn, tp + fn, tp + fp
     p = stats.hypergeom.sf(tp - 1, total, positives, predicted)

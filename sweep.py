@@ -28,16 +28,6 @@ from settings import HYPERPARAMETERS, ConfigError, Settings
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
 
-def start_workers(cpu_count: int):
-    """The reusable loky pool, started now so that workers import torch while we plan."""
-    from joblib.externals.loky import get_reusable_executor
-    executor = get_reusable_executor(
-        max_workers=cpu_count, initializer=worker.initialize, timeout=300,
-        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    executor.submit(worker.ready)
-    return executor
-
-
 class Sweep:
     def __init__(self, settings: Settings, run_name: str, progress: bool = True) -> None:
         self.settings = settings

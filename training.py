@@ -85,12 +85,13 @@ def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Ten
     count = len(members)
     diverged = torch.zeros(count, dtype=torch.bool, device=device)
     for _ in range(arch["max_epochs"]):
-        # each member's own shuffled copy of the epoch; batches are then plain slices
+        # each member's own batch order; rows are gathered per step, which is
+        # cheaper than copying the whole epoch in shuffled order
         order = torch.stack([torch.randperm(n_rows, generator=g) for g in shufflers]).to(device)
-        x_epoch, y_epoch = x[order], y[order]
         total = torch.zeros(count, device=device)
         for start in range(0, n_rows, batch):
-            xb, yb = x_epoch[:, start:start + batch], y_epoch[:, start:start + batch]
+            rows = order[:, start:start + batch]
+            xb, yb = x[rows], y[rows]
             per_member = model.train_step(xb, yb, dropout, loss_fn)
             optimizer.step()
             total += per_member

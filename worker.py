@@ -21,6 +21,16 @@ def initialize() -> None:
     import training  # noqa: F401  (load models and optimizers before the first task arrives)
 
 
+def start_workers(cpu_count: int):
+    """The reusable loky pool (joblib's), started at once so workers import torch while the main process plans."""
+    from joblib.externals.loky import get_reusable_executor
+    executor = get_reusable_executor(
+        max_workers=cpu_count, initializer=initialize, timeout=300,
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    executor.submit(ready)
+    return executor
+
+
 def run_task(task: dict) -> list[dict]:
     from training import train_task
     return train_task(task)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -47,14 +46,20 @@ def write_variant_config(name: str) -> Path:
     return path
 
 
+_MEASURE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
 def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak resident memory in MiB of the largest process of the run)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024
+    """(wall seconds, peak resident memory in MiB of the largest process of the run).
+
+    A fresh wrapper process per measurement: RUSAGE_CHILDREN only ever grows,
+    so measuring two runs from one process would report the larger for both.
+    """
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *command], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.split()
+    return float(out[0]), int(out[1]) / 1024
 
 
 def quality(counts: pd.DataFrame) -> dict:

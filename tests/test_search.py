@@ -1,4 +1,5 @@
 """End to end: `python search.py --config ...` as a user runs it, on small D.AT files of the test's own."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,38 @@ def test_a_folder_of_another_config_is_refused(tmp_path, data_dir):
     assert "different combinations" in refused.stderr and "--name" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert (tmp_path / "results" / "small" / "ranking.csv").read_text() == before
+
+
+def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
+    """SIGKILL after some combinations finished, run again: same ranking as a run never killed."""
+    import signal
+    import time
+    grid = {"hidden_layers": [[1], [2, 1], [0.5], [3]], "learning_rate": [1e-2, 1e-3, 3e-4],
+            "optimizer": ["adam", "sgd"], "max_epochs": [3]}
+    config = write_config(tmp_path, data_dir, grid=grid)
+    whole = run_search(config, tmp_path / "whole", "--cpu-count", "2")
+    assert whole.returncode == 0, whole.stderr
+
+    killed = subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results",
+                               str(tmp_path / "killed"), "--no-progress", "--cpu-count", "1"],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    journal = tmp_path / "killed" / "small" / "study.journal"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and killed.poll() is None:
+        if journal.exists() and journal.read_text().count('"combination"') >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)  # the main process and its workers, as a power cut would
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the sweep finished before it could be killed"
+
+    resumed = run_search(config, tmp_path / "killed", "--cpu-count", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "already finished and kept" in resumed.stderr
+    compare = ["rank", "combination", "p_value", "tp", "fp", "tn", "fn"]
+    before = pd.read_csv(tmp_path / "whole" / "small" / "ranking.csv")
+    after = pd.read_csv(tmp_path / "killed" / "small" / "ranking.csv")
+    pd.testing.assert_frame_equal(before[compare], after[compare])
+    reruns = pd.read_csv(tmp_path / "killed" / "small" / "reruns.csv")
+    assert len(reruns) == 24 * 3 and not reruns.duplicated(subset=["combination", "rerun"]).any()
