@@ -16,7 +16,7 @@ from settings import HYPERPARAMETERS
 
 RERUN_COLUMNS = ["combination", "rerun", "seed", *HYPERPARAMETERS, "tp", "fp", "tn", "fn",
                  "precision", "p_value", "diverged", "train_loss", "seconds"]
-ERROR_COLUMNS = ["combination", *HYPERPARAMETERS, "error", "traceback"]
+ERROR_COLUMNS = ["combination", *HYPERPARAMETERS, "outcome", "error", "traceback"]
 
 
 def atomic_write_text(text: str, path: Path) -> None:

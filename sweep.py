@@ -11,14 +11,17 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
+from joblib.externals.loky.process_executor import ShutdownExecutorError
 
 import plan
 import worker
@@ -39,7 +42,6 @@ class Sweep:
 
     # ------------------------------------------------------------------ run
     def run(self, executor) -> int:
-        import optuna
         from tqdm import tqdm
         from results import atomic_write_text
 
@@ -53,48 +55,81 @@ class Sweep:
         if done:
             print(f"Resuming {self.run_dir}: {len(done)} of {len(self.combinations)} combinations "
                   f"already finished and kept; training the other {len(todo)}.", file=sys.stderr)
-        tasks = plan.make_tasks(self._trainings(todo), self.settings.cpu_count, self.data["n_features"])
-        pending = {executor.submit(worker.run_task, self._payload(t)): t for t in tasks}
-        bar = tqdm(total=len(self.combinations), initial=len(done), unit="combination",
-                   disable=not self.progress, dynamic_ncols=True, smoothing=0.1)
+        self.pool = Pool(executor, self.settings.cpu_count, self._payload)
+        self.crashes: dict[str, int] = {}
+        for task in plan.make_tasks(self._trainings(todo), self.settings.cpu_count, self.data["n_features"]):
+            self.pool.submit(task)
+        self.bar = tqdm(total=len(self.combinations), initial=len(done), unit="combination",
+                        disable=not self.progress, dynamic_ncols=True, smoothing=0.1)
+        # Ctrl-C only sets a flag, checked between results, so that it never
+        # lands halfway through recording one; a second Ctrl-C exits at once.
+        self.stop_requested = False
+        previous = signal.signal(signal.SIGINT, self._on_interrupt)
         try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    task = pending.pop(future)
+            while self.pool.pending and not self.stop_requested:
+                for future, task in self.pool.wait_for_some(timeout=0.5):
                     for retry in self._collect(future, task):
-                        pending[executor.submit(worker.run_task, self._payload(retry))] = retry
-                    bar.update(len(self._combinations_in(task)) if future.exception() is None
-                               or len(self._combinations_in(task)) == 1 else 0)
-                    if self.recorder.best_p is not None:
-                        bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
+                        self.pool.submit(retry)
                 self.recorder.flush(force=False)
-        except KeyboardInterrupt:
-            for future in pending:
-                future.cancel()
-            executor.shutdown(wait=False, kill_workers=True)
-            bar.close()
-            self.recorder.flush(force=True)
-            print(f"\nInterrupted. Finished combinations are saved in {self.run_dir}; run the same "
-                  f"command again to resume.", file=sys.stderr)
-            return 130
+            if self.stop_requested:
+                return self._interrupted()
         finally:
-            bar.close()
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            signal.signal(signal.SIGINT, previous)
+            self.bar.close()
         self.recorder.flush(force=True)
         return self._summary()
 
+    def _on_interrupt(self, signum, frame) -> None:
+        if self.stop_requested:
+            # Every file is replaced by rename (and a torn journal record is
+            # dropped on the next start), so leaving now still leaves consistent files.
+            os._exit(130)
+        self.stop_requested = True
+
+    def _interrupted(self) -> int:
+        """First Ctrl-C: stop dispatching, drop the trainings in flight, keep what finished, say how to resume."""
+        self.pool.stop()
+        self.bar.close()
+        self.recorder.flush(force=True)
+        command = " ".join([Path(sys.executable).name, *sys.argv]) if sys.argv and sys.argv[0] else "python search.py"
+        print(f"\nInterrupted: {len(self.recorder.finished)} of {len(self.combinations)} combinations are "
+              f"finished and saved in {self.run_dir} (the trainings in flight were dropped).\n"
+              f"Resume with:  {command}", file=sys.stderr)
+        return 130
+
     def _collect(self, future, task: list[dict]) -> list[list[dict]]:
-        """Record a finished task; return the retries it needs (a failed task is split per combination)."""
+        """Record a finished task; return the retries it needs.
+
+        A failed task with several combinations is split so that each runs
+        alone: that finds the one that fails without losing the others. A
+        worker that died (killed, out of memory, segfault) costs its
+        combinations one retry each; a second death, or a Python error in a
+        lone combination, records the combination as failed.
+        """
+        ids = self._combinations_in(task)
         error = future.exception()
         if error is None:
             self.recorder.add_results(future.result(), {(t["combination"], t["rerun"]): t for t in task})
+            self.bar.update(len(ids))
+            if self.recorder.best_p is not None:
+                self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
             return []
-        ids = self._combinations_in(task)
-        if len(ids) > 1:  # find out which combination(s) failed by training each alone
-            return [[t for t in task if t["combination"] == cid] for cid in ids]
-        self.recorder.add_error(task[0], error)
-        return []
+        crashed = isinstance(error, BrokenProcessPool)
+        retries = []
+        for cid in ids:
+            alone = [t for t in task if t["combination"] == cid]
+            if crashed:
+                self.crashes[cid] = self.crashes.get(cid, 0) + 1
+                if self.crashes[cid] == 1:
+                    self.recorder.add_error(alone[0], error, outcome="retried")
+                    retries.append(alone)
+                    continue
+            elif len(ids) > 1:
+                retries.append(alone)
+                continue
+            self.recorder.add_error(alone[0], error, outcome="failed")
+            self.bar.update(1)
+        return retries
 
     @staticmethod
     def _combinations_in(task: list[dict]) -> list[str]:
@@ -115,8 +150,11 @@ class Sweep:
 
     def _summary(self) -> int:
         ranking = self.recorder.ranking
-        completed, failed = len(ranking), len(self.recorder.errors)
-        print(f"\n{completed} combinations completed, {failed} failed. Results: {self.run_dir}")
+        completed = 0 if ranking is None else len(ranking)
+        failed = sum(e["outcome"] == "failed" for e in self.recorder.errors)
+        retried = sum(e["outcome"] == "retried" for e in self.recorder.errors)
+        print(f"\n{completed} combinations completed, {failed} failed"
+              + (f" ({retried} retried after a worker died)" if retried else "") + f". Results: {self.run_dir}")
         if completed == 0:
             print(f"error: every combination failed; see {self.run_dir / 'errors.csv'} for the errors.",
                   file=sys.stderr)
@@ -131,6 +169,32 @@ class Sweep:
         if failed:
             print(f"warning: {failed} combinations failed; see {self.run_dir / 'errors.csv'}.", file=sys.stderr)
         return 0
+
+
+class Pool:
+    """The worker processes and the tasks in flight; brings the pool back if a worker dies."""
+
+    def __init__(self, executor, cpu_count: int, payload) -> None:
+        self.executor, self.cpu_count, self.payload = executor, cpu_count, payload
+        self.pending: dict = {}
+
+    def submit(self, task: list[dict]) -> None:
+        try:
+            future = self.executor.submit(worker.run_task, self.payload(task))
+        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
+            # a dead worker breaks loky's pool; the reusable executor starts a fresh one
+            self.executor = worker.start_workers(self.cpu_count)
+            future = self.executor.submit(worker.run_task, self.payload(task))
+        self.pending[future] = task
+
+    def wait_for_some(self, timeout: float) -> list:
+        finished, _ = wait(self.pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        return [(future, self.pending.pop(future)) for future in finished]
+
+    def stop(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.executor.shutdown(wait=False, kill_workers=True)
 
 
 # ---------------------------------------------------------------------- data
@@ -166,12 +230,30 @@ def run_fingerprint(settings: Settings, combinations: list[dict]) -> dict:
     }
 
 
+def repair_torn_journal(path: Path) -> None:
+    """Drop a last record cut short by a kill or power loss.
+
+    Optuna reads past a torn last line, but appends the next record straight
+    after it, which makes the journal unreadable from then on. The torn
+    record was a combination that never finished recording; it is retrained.
+    """
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            print(f"note: {path} ended in a record cut short (the previous run was killed while "
+                  f"writing it); dropped it, the combination it held is trained again.", file=sys.stderr)
+
+
 def open_study(run_dir: Path, fingerprint: dict, settings: Settings):
     """The run's Optuna study; refuses a folder that holds another config's or data's results."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    repair_torn_journal(run_dir / "study.journal")
     storage = JournalStorage(JournalFileBackend(str(run_dir / "study.journal")))
     study = optuna.create_study(study_name="sweep", storage=storage, direction="minimize", load_if_exists=True)
     previous = study.user_attrs.get("fingerprint")
@@ -241,14 +323,21 @@ class Recorder:
         self.rerun_rows.extend(row for reruns in by_combination.values() for row in reruns)
         self._update_best()
 
-    def add_error(self, training: dict, error: BaseException) -> None:
+    @property
+    def finished(self) -> set[str]:
+        return {row["combination"] for row in self.rerun_rows}
+
+    def add_error(self, training: dict, error: BaseException, outcome: str) -> None:
         from results import hyperparameter_columns
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         cause = getattr(error, "__cause__", None)
         if cause is not None:  # loky attaches the worker's own traceback as the cause
             text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)) + text
+        if isinstance(error, BrokenProcessPool):
+            text = ("The worker process training this combination died (killed, out of memory, or a crash "
+                    "in native code); its other trainings were not affected.\n" + text)
         self.errors.append({"combination": training["combination"],
-                            **hyperparameter_columns(training["params"]),
+                            **hyperparameter_columns(training["params"]), "outcome": outcome,
                             "error": f"{type(error).__name__}: {error}", "traceback": text})
         self._dirty = True
 

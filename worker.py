@@ -13,6 +13,10 @@ def initialize() -> None:
     # Several processes that each spin up torch's default thread pool on the
     # same cores run 5-15x slower (PERF_NOTES.md): one thread per worker.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Ctrl-C in a terminal reaches every process of the group; only the main
+    # process should act on it (it stops the sweep and then ends the workers).
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
     torch.set_num_threads(1)
     # Adam's second moments decay into subnormal floats, which x86 handles

@@ -146,3 +146,84 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
     pd.testing.assert_frame_equal(before[compare], after[compare])
     reruns = pd.read_csv(tmp_path / "killed" / "small" / "reruns.csv")
     assert len(reruns) == 24 * 3 and not reruns.duplicated(subset=["combination", "rerun"]).any()
+
+
+def test_a_journal_cut_short_by_a_kill_is_repaired(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3]})
+    assert run_search(config, tmp_path / "results").returncode == 0
+    journal = tmp_path / "results" / "small" / "study.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][:40])  # the last record, torn mid-write
+    again = run_search(config, tmp_path / "results")
+    assert again.returncode == 0, again.stderr
+    assert "cut short" in again.stderr and "1 of 2 combinations already finished" in again.stderr
+    third = run_search(config, tmp_path / "results")  # and the repaired journal stays readable
+    assert "2 of 2 combinations already finished" in third.stderr
+    assert len(pd.read_csv(tmp_path / "results" / "small" / "ranking.csv")) == 2
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The loky worker processes of a running search.py (not its resource trackers)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            status = (cmdline.parent / "status").read_text()
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        if ppid == parent and "popen_loky_posix" in command:
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def test_a_worker_killed_mid_combination_costs_only_a_retry(tmp_path, data_dir):
+    import signal
+    import time
+    grid = {"hidden_layers": [[1], [2, 1]], "learning_rate": [1e-2, 1e-3], "max_epochs": [30]}
+    config = write_config(tmp_path, data_dir, grid=grid)
+    proc = subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results",
+                             str(tmp_path / "results"), "--no-progress", "--cpu-count", "2"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, victims = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not victims and proc.poll() is None:
+        time.sleep(1.5)  # past start-up: the workers are training
+        victims = worker_pids(proc.pid)
+    assert victims, "no worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    run = tmp_path / "results" / "small"
+    ranking = pd.read_csv(run / "ranking.csv")
+    assert len(ranking) == 4 and (ranking["reruns"] == 3).all()
+    errors = pd.read_csv(run / "errors.csv")
+    assert len(errors) >= 1 and set(errors["outcome"]) == {"retried"}
+    assert errors["traceback"].str.contains("worker process").all()
+    assert "4 combinations completed, 0 failed" in out
+
+
+def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path, data_dir):
+    import signal
+    import time
+    grid = {"hidden_layers": [[1], [2, 1], [0.5], [3]], "learning_rate": [1e-2, 1e-3, 3e-4], "max_epochs": [80]}
+    config = write_config(tmp_path, data_dir, grid=grid)
+    proc = subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results",
+                             str(tmp_path / "results"), "--no-progress", "--cpu-count", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    journal = tmp_path / "results" / "small" / "study.journal"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and '"combination"' in journal.read_text():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Resume with:" in err and "Traceback" not in err
+    finished = pd.read_csv(tmp_path / "results" / "small" / "ranking.csv")
+    assert 0 < len(finished) < 12
+    resumed = run_search(config, tmp_path / "results")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(finished)} of 12 combinations already finished" in resumed.stderr
+    assert len(pd.read_csv(tmp_path / "results" / "small" / "ranking.csv")) == 12
