@@ -46,6 +46,8 @@ class Sweep:
         from results import atomic_write_text
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.run_dir.glob(".*.tmp"):  # a write that a kill interrupted before its rename
+            stale.unlink()
         study = open_study(self.run_dir, self.fingerprint, self.settings)
         atomic_write_text(self.settings.config_path.read_text(), self.run_dir / "config.py")
         self.recorder = Recorder(self.run_dir, study, self.settings)
