@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import special
 
 from settings import HYPERPARAMETERS
+from significance import bh_q_values, holm_adjusted
 
 COUNT_COLUMNS = ["tp", "fp", "tn", "fn"]
 
@@ -29,12 +30,12 @@ def binomial_precision_p_value(tp, fp, positive_rate):
     The survival function is evaluated directly (not 1 - cdf), so p-values
     of 1e-30 keep their digits instead of rounding to 0.
     """
-    tp, fp = np.asarray(tp), np.asarray(fp)
+    tp, fp = np.asarray(tp).astype(np.int64), np.asarray(fp).astype(np.int64)
     n = tp + fp
     # bdtrc(k, n, r) = P(X > k): the same regularized incomplete beta as
     # scipy.stats.binom.sf, without importing scipy.stats (1.3 s per process)
-    p = special.bdtrc(tp - 1, n, positive_rate)
-    return np.where(n == 0, 1.0, np.where(tp == 0, 1.0, p))
+    p = special.bdtrc(np.maximum(tp - 1, 0), n, positive_rate)
+    return np.where(tp == 0, 1.0, p)  # tp = 0 includes "nothing predicted positive"
 
 
 def fisher_precision_p_value(tp, fp, tn, fn):
@@ -65,7 +66,7 @@ def score_reruns(reruns: pd.DataFrame, test: str = "binomial") -> pd.DataFrame:
     return out
 
 
-def rank_combinations(reruns: pd.DataFrame) -> pd.DataFrame:
+def rank_combinations(reruns: pd.DataFrame, false_discovery_rate: float = 0.05) -> pd.DataFrame:
     """One row per combination: medians over its reruns, sorted by p_value.
 
     Ties (equal median p-values, common when several combinations predict
@@ -74,8 +75,9 @@ def rank_combinations(reruns: pd.DataFrame) -> pd.DataFrame:
     the same on every run.
     """
     if reruns.empty:
-        return pd.DataFrame(columns=["rank", "combination", *HYPERPARAMETERS, "p_value", "precision",
-                                     "positive_rate", *COUNT_COLUMNS, "reruns", "diverged", "seconds"])
+        return pd.DataFrame(columns=["rank", "combination", *HYPERPARAMETERS, "p_value", "p_value_holm", "q_value",
+                                     "significant", "precision", "positive_rate", *COUNT_COLUMNS, "reruns",
+                                     "diverged", "seconds"])
     grouped = reruns.groupby("combination", sort=False)
     table = grouped[list(HYPERPARAMETERS)].first()
     medians = grouped[["p_value", "precision", *COUNT_COLUMNS]].median()
@@ -88,14 +90,28 @@ def rank_combinations(reruns: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(["p_value", "precision", "tp", "combination"],
                               ascending=[True, False, False, True], na_position="last", kind="mergesort")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
+    # corrections across every combination of the run, on the median p-values
+    at = table.columns.get_loc("p_value") + 1
+    table.insert(at, "p_value_holm", holm_adjusted(table["p_value"]))
+    table.insert(at + 1, "q_value", bh_q_values(table["p_value"]))
+    table.insert(at + 2, "significant", table["q_value"] <= false_discovery_rate)
     return table.reset_index(drop=True)
 
 
 def print_ranking(ranking: pd.DataFrame, top: int = 10, file=sys.stdout) -> None:
     varying = [h for h in HYPERPARAMETERS if h in ranking and ranking[h].astype(str).nunique() > 1]
-    columns = ["rank", "combination", *varying, "p_value", "precision", "tp", "fp"]
+    columns = ["rank", "combination", *varying, "p_value", "q_value", "precision", "tp", "fp"]
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(ranking[columns].head(top).to_string(index=False), file=file)
+
+
+def _run_false_discovery_rate(run: Path) -> float:
+    """FALSE_DISCOVERY_RATE of the config copy the run saved (its paths need not exist here)."""
+    from settings import ConfigError, load_settings
+    try:
+        return load_settings(run / "config.py").false_discovery_rate
+    except ConfigError:
+        return 0.05
 
 
 def main(argv=None) -> int:
@@ -110,7 +126,8 @@ def main(argv=None) -> int:
         return 2
     from results import read_reruns, write_csv  # noqa: E402 (keeps `import evaluate` light)
     reruns = read_reruns(path)
-    ranking = rank_combinations(reruns)
+    reruns["positive_rate"] = (reruns["tp"] + reruns["fn"]) / reruns[COUNT_COLUMNS].sum(axis=1)
+    ranking = rank_combinations(reruns, _run_false_discovery_rate(Path(args.run)))
     write_csv(ranking, Path(args.run) / "ranking.csv")
     print(f"{len(ranking)} combinations from {path}")
     print_ranking(ranking, args.top)

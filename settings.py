@@ -64,6 +64,9 @@ SETTING_DEFAULTS = {
     "RESULTS_DIR": "results",
     "DEVICE": "auto",
     "P_VALUE_TEST": "binomial",
+    "FALSE_DISCOVERY_RATE": 0.05,
+    "PERMUTATIONS": 1000,
+    "PERMUTATION_BLOCK_LENGTH": 50,
 }
 
 
@@ -87,6 +90,9 @@ class Settings:
     results_dir: Path
     device: str
     p_value_test: str
+    false_discovery_rate: float = 0.05
+    permutations: int = 1000
+    permutation_block_length: int = 50
     warnings: tuple = field(default=())
 
 
@@ -159,6 +165,12 @@ def _validate(path: Path, v: dict) -> Settings:
     _require_int("SEED", v["SEED"], minimum=0)
     _require_choice("DEVICE", v["DEVICE"], DEVICES)
     _require_choice("P_VALUE_TEST", v["P_VALUE_TEST"], P_VALUE_TESTS)
+    fdr = v["FALSE_DISCOVERY_RATE"]
+    if not _is_number(fdr) or not 0 < fdr < 1:
+        raise ConfigError(f"FALSE_DISCOVERY_RATE = {fdr!r} is not valid: it must be a number strictly between 0 "
+                          f"and 1, the share of false discoveries tolerated among 'significant' rows (0.05 = 5%).")
+    _require_int("PERMUTATIONS", v["PERMUTATIONS"], minimum=0)
+    _require_int("PERMUTATION_BLOCK_LENGTH", v["PERMUTATION_BLOCK_LENGTH"], minimum=1)
     paths = {}
     for key in ("TRAIN_CSV", "TEST_CSV", "LATEST_CSV", "RESULTS_DIR"):
         if not isinstance(v[key], (str, os.PathLike)) or str(v[key]) == "":
@@ -172,7 +184,8 @@ def _validate(path: Path, v: dict) -> Settings:
         rerun_count=v["RERUN_COUNT"], cpu_count=cpu_count, prediction_threshold=float(threshold),
         seed=v["SEED"], train_csv=paths["TRAIN_CSV"], test_csv=paths["TEST_CSV"],
         latest_csv=paths["LATEST_CSV"], results_dir=paths["RESULTS_DIR"], device=v["DEVICE"],
-        p_value_test=v["P_VALUE_TEST"], warnings=tuple(notes))
+        p_value_test=v["P_VALUE_TEST"], false_discovery_rate=float(fdr), permutations=v["PERMUTATIONS"],
+        permutation_block_length=v["PERMUTATION_BLOCK_LENGTH"], warnings=tuple(notes))
 
 
 def _validate_hyperparameters(grid) -> dict:

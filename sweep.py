@@ -7,6 +7,7 @@ is also what a resumed run reads to skip finished work.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -133,6 +134,24 @@ class Sweep:
             self.bar.update(1)
         return retries
 
+    def _family_wise_p_value(self) -> float | None:
+        """The winner's max-statistic permutation p-value over every finished combination."""
+        from significance import family_wise_p_value
+        if self.settings.permutations == 0:
+            return None
+        labels = np.load(self.data["files"]["eval_y"])
+        combos = sorted(self.recorder.finished)
+        index = {cid: i for i, cid in enumerate(combos)}
+        keys = [k for k in sorted(self.recorder.predictions) if k[0] in index]
+        counts = np.bincount([index[k[0]] for k in keys], minlength=len(combos))
+        if len(keys) == 0 or counts.min() != counts.max():
+            return None  # a combination without all its reruns' predictions (an older results folder)
+        bits = np.stack([np.unpackbits(np.frombuffer(self.recorder.predictions[k], dtype=np.uint8),
+                                       count=len(labels)) for k in keys])
+        return family_wise_p_value(bits, np.array([index[k[0]] for k in keys]), labels,
+                                   self.settings.permutations, self.settings.permutation_block_length,
+                                   self.settings.seed)
+
     @staticmethod
     def _combinations_in(task: list[dict]) -> list[str]:
         return list(dict.fromkeys(t["combination"] for t in task))
@@ -163,10 +182,25 @@ class Sweep:
             return 1
         from evaluate import print_ranking
         best = ranking.iloc[0]
-        varying = {h: best[h] for h in HYPERPARAMETERS if ranking[h].astype(str).nunique() > 1}
-        print(f"Best combination {best['combination']}: p-value {best['p_value']:.4g}, precision "
+        varying = ", ".join(f"{h}={best[h]}" for h in HYPERPARAMETERS if ranking[h].astype(str).nunique() > 1)
+        print(f"Best combination {best['combination']} ({varying}): p-value {best['p_value']:.4g}, precision "
               f"{best['precision']:.3f} vs positive rate {best['positive_rate']:.3f} "
-              f"(median of {int(best['reruns'])} reruns) {varying}")
+              f"(median of {int(best['reruns'])} reruns)")
+        fwp = self._family_wise_p_value()
+        if fwp is not None:
+            print(f"Family-wise p-value of the winner: {fwp:.3g} (how often the best of these "
+                  f"{completed} combinations looks at least this good when the test labels are shuffled "
+                  f"in blocks of {self.settings.permutation_block_length} rows; "
+                  f"{self.settings.permutations} permutations)")
+            from results import atomic_write_text
+            atomic_write_text(json.dumps({"best_combination": best["combination"],
+                                          "best_p_value": float(best["p_value"]),
+                                          "family_wise_p_value": fwp,
+                                          "significant_at_fdr": int(ranking["significant"].sum()),
+                                          "false_discovery_rate": self.settings.false_discovery_rate}, indent=2),
+                              self.run_dir / "summary.json")
+        print(f"{int(ranking['significant'].sum())} of {completed} combinations are significant at a "
+              f"{self.settings.false_discovery_rate:.0%} false discovery rate (q_value in ranking.csv).")
         print_ranking(ranking, top=5)
         if failed:
             print(f"warning: {failed} combinations failed; see {self.run_dir / 'errors.csv'}.", file=sys.stderr)
@@ -277,6 +311,7 @@ class Recorder:
     def __init__(self, run_dir: Path, study, settings: Settings) -> None:
         self.run_dir, self.study, self.settings = run_dir, study, settings
         self.rerun_rows: list[dict] = []
+        self.predictions: dict[tuple[str, int], bytes] = {}  # packed 0/1 predictions on the test set
         self.errors: list[dict] = []
         self.best_p = None
         self.ranking = None
@@ -293,6 +328,8 @@ class Recorder:
                 continue
             done.add(cid)
             self.rerun_rows.extend(trial.user_attrs["reruns"])
+            for row, bits in zip(trial.user_attrs["reruns"], trial.user_attrs.get("predictions", [])):
+                self.predictions[(cid, row["rerun"])] = base64.b64decode(bits)
         self._update_best()
         return done
 
@@ -314,13 +351,16 @@ class Recorder:
         for row in scored.to_dict("records"):
             row = {k: (None if isinstance(v, float) and np.isnan(v) else _plain(v)) for k, v in row.items()}
             by_combination.setdefault(row["combination"], []).append(row)
+        for r in results:
+            self.predictions[(r["combination"], r["rerun"])] = r["predictions"]
         trials = []
         for cid, reruns in by_combination.items():
             params = trainings[(cid, 0)]["params"]
+            bits = [base64.b64encode(self.predictions[(cid, r["rerun"])]).decode() for r in reruns]
             trials.append(optuna.trial.create_trial(
                 params=_optuna_params(params), distributions=self._distributions(params),
                 value=float(np.median([r["p_value"] for r in reruns])),
-                user_attrs={"combination": cid, "reruns": reruns}))
+                user_attrs={"combination": cid, "reruns": reruns, "predictions": bits}))
         self.study.add_trials(trials)
         self.rerun_rows.extend(row for reruns in by_combination.values() for row in reruns)
         self._update_best()
@@ -355,7 +395,7 @@ class Recorder:
         if self.rerun_rows:
             import pandas as pd
             from evaluate import rank_combinations
-            self.ranking = rank_combinations(self._reruns_table())
+            self.ranking = rank_combinations(self._reruns_table(), self.settings.false_discovery_rate)
             self.best_p = float(self.ranking["p_value"].iloc[0])
 
     def _reruns_table(self):
