@@ -24,6 +24,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adamax")
 WEIGHT_INITIALIZATIONS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform",
                           "kaiming_normal", "orthogonal")
 P_VALUE_TESTS = ("binomial", "fisher")
+SELECTIONS = ("validation", "test")
 DEVICES = ("auto", "cpu", "cuda")
 
 # What a hyperparameter left out of hyperparameter_values is fixed to.
@@ -64,6 +65,9 @@ SETTING_DEFAULTS = {
     "RESULTS_DIR": "results",
     "DEVICE": "auto",
     "P_VALUE_TEST": "binomial",
+    "SELECTION": "validation",
+    "VALIDATION_FRACTION": 0.2,
+    "CONFIRM_TOP_K": 5,
     "FALSE_DISCOVERY_RATE": 0.05,
     "PERMUTATIONS": 1000,
     "PERMUTATION_BLOCK_LENGTH": 50,
@@ -90,6 +94,9 @@ class Settings:
     results_dir: Path
     device: str
     p_value_test: str
+    selection: str = "validation"
+    validation_fraction: float = 0.2
+    confirm_top_k: int = 5
     false_discovery_rate: float = 0.05
     permutations: int = 1000
     permutation_block_length: int = 50
@@ -165,6 +172,12 @@ def _validate(path: Path, v: dict) -> Settings:
     _require_int("SEED", v["SEED"], minimum=0)
     _require_choice("DEVICE", v["DEVICE"], DEVICES)
     _require_choice("P_VALUE_TEST", v["P_VALUE_TEST"], P_VALUE_TESTS)
+    _require_choice("SELECTION", v["SELECTION"], SELECTIONS)
+    fraction = v["VALIDATION_FRACTION"]
+    if not _is_number(fraction) or not 0 < fraction < 1:
+        raise ConfigError(f"VALIDATION_FRACTION = {fraction!r} is not valid: it must be a number strictly between "
+                          f"0 and 1, the share of the train file's last rows used to rank combinations (0.2 = 20%).")
+    _require_int("CONFIRM_TOP_K", v["CONFIRM_TOP_K"], minimum=0)
     fdr = v["FALSE_DISCOVERY_RATE"]
     if not _is_number(fdr) or not 0 < fdr < 1:
         raise ConfigError(f"FALSE_DISCOVERY_RATE = {fdr!r} is not valid: it must be a number strictly between 0 "
@@ -184,7 +197,8 @@ def _validate(path: Path, v: dict) -> Settings:
         rerun_count=v["RERUN_COUNT"], cpu_count=cpu_count, prediction_threshold=float(threshold),
         seed=v["SEED"], train_csv=paths["TRAIN_CSV"], test_csv=paths["TEST_CSV"],
         latest_csv=paths["LATEST_CSV"], results_dir=paths["RESULTS_DIR"], device=v["DEVICE"],
-        p_value_test=v["P_VALUE_TEST"], false_discovery_rate=float(fdr), permutations=v["PERMUTATIONS"],
+        p_value_test=v["P_VALUE_TEST"], selection=v["SELECTION"], validation_fraction=float(fraction),
+        confirm_top_k=v["CONFIRM_TOP_K"], false_discovery_rate=float(fdr), permutations=v["PERMUTATIONS"],
         permutation_block_length=v["PERMUTATION_BLOCK_LENGTH"], warnings=tuple(notes))
 
 

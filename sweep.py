@@ -26,7 +26,7 @@ from joblib.externals.loky.process_executor import ShutdownExecutorError
 
 import plan
 import worker
-from data import Standardizer, check_train_test, load_labelled
+from data import DataError, Standardizer, check_train_test, load_labelled
 from settings import HYPERPARAMETERS, ConfigError, Settings
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
@@ -51,6 +51,7 @@ class Sweep:
             stale.unlink()
         study = open_study(self.run_dir, self.fingerprint, self.settings)
         atomic_write_text(self.settings.config_path.read_text(), self.run_dir / "config.py")
+        atomic_write_text(json.dumps(run_record(self.settings), indent=2), self.run_dir / "run.json")
         self.recorder = Recorder(self.run_dir, study, self.settings)
 
         done = self.recorder.load_finished()
@@ -76,11 +77,67 @@ class Sweep:
                 self.recorder.flush(force=False)
             if self.stop_requested:
                 return self._interrupted()
+            self.bar.close()
+            self.recorder.flush(force=True)
+            if self.settings.selection == "validation" and self.settings.confirm_top_k and self.recorder.ranking is not None:
+                failed = self._confirm()
+                if self.stop_requested:
+                    return self._interrupted()
+                if failed:
+                    return failed
         finally:
             signal.signal(signal.SIGINT, previous)
             self.bar.close()
-        self.recorder.flush(force=True)
         return self._summary()
+
+    def _confirm(self) -> int:
+        """Retrain the top CONFIRM_TOP_K combinations on the whole train file and test them once on the test file.
+
+        The same reruns with the same seeds as in the validation sweep; the
+        test file is opened here for the first time. Returns an exit code
+        when the test file is unusable (the validation ranking is kept).
+        """
+        import pandas as pd
+        from evaluate import score_reruns
+        from results import hyperparameter_columns
+        top = list(self.recorder.ranking["combination"].head(self.settings.confirm_top_k))
+        try:
+            data = prepare_confirmation_data(self.settings)
+        except DataError as err:
+            print(f"error: {err} The validation ranking is in {self.run_dir}.", file=sys.stderr)
+            return 2
+        fingerprint = {**self.fingerprint, "TEST_CSV": file_digest(self.settings.test_csv), "top": top}
+        study = open_study(self.run_dir, fingerprint, self.settings, name="confirmation")
+        done = {t.user_attrs["combination"]: t.user_attrs["reruns"] for t in study.get_trials(deepcopy=False)
+                if t.state.name == "COMPLETE"}
+        by_id = {plan.combination_id(c): c for c in self.combinations}
+        trainings = self._trainings([by_id[cid] for cid in top if cid not in done])
+        print(f"Confirming the top {len(top)} combinations on {self.settings.test_csv} "
+              f"(retrained on the whole train file)...", file=sys.stderr)
+        pool = Pool(self.pool.executor, self.settings.cpu_count, lambda t: self._payload(t, data["files"]))
+        for task in plan.make_tasks(trainings, self.settings.cpu_count, data["n_features"]):
+            pool.submit(task)
+        while pool.pending and not self.stop_requested:
+            for future, task in pool.wait_for_some(timeout=0.5):
+                if future.exception() is not None:
+                    for cid in self._combinations_in(task):
+                        self.recorder.add_error(next(t for t in task if t["combination"] == cid),
+                                                future.exception(), outcome="failed in confirmation")
+                    continue
+                params = {(t["combination"], t["rerun"]): t["params"] for t in task}
+                rows = [{"combination": r["combination"], "rerun": r["rerun"], "seed": r["seed"],
+                         **hyperparameter_columns(params[(r["combination"], r["rerun"])]),
+                         **{k: r[k] for k in ("tp", "fp", "tn", "fn", "diverged", "train_loss", "seconds")}}
+                        for r in future.result()]
+                scored = score_reruns(pd.DataFrame(rows), self.settings.p_value_test).drop(columns="positive_rate")
+                for cid, group in scored.groupby("combination"):
+                    reruns = [{k: (None if isinstance(v, float) and np.isnan(v) else _plain(v)) for k, v in r.items()}
+                              for r in group.to_dict("records")]
+                    self.recorder.record_trial(study, by_id[cid], cid, reruns)
+                    done[cid] = reruns
+        self.recorder.set_confirmation([row for cid in top if cid in done for row in done[cid]])
+        self.recorder.flush(force=True)
+        return 0
 
     def _on_interrupt(self, signum, frame) -> None:
         if self.stop_requested:
@@ -165,8 +222,8 @@ class Sweep:
                             "seed": plan.training_seed(self.settings.seed, cid, rerun)})
         return out
 
-    def _payload(self, task: list[dict]) -> dict:
-        return {"arch": task[0]["params"], "members": task, "data": self.data["files"],
+    def _payload(self, task: list[dict], files: dict | None = None) -> dict:
+        return {"arch": task[0]["params"], "members": task, "data": files or self.data["files"],
                 "threshold": self.settings.prediction_threshold, "device": self.settings.device}
 
     def _summary(self) -> int:
@@ -183,13 +240,15 @@ class Sweep:
         from evaluate import print_ranking
         best = ranking.iloc[0]
         varying = ", ".join(f"{h}={best[h]}" for h in HYPERPARAMETERS if ranking[h].astype(str).nunique() > 1)
-        print(f"Best combination {best['combination']} ({varying}): p-value {best['p_value']:.4g}, precision "
+        on = "on the validation tail" if self.settings.selection == "validation" else "on the test file"
+        print(f"Best combination {on}: {best['combination']} ({varying}): p-value {best['p_value']:.4g}, precision "
               f"{best['precision']:.3f} vs positive rate {best['positive_rate']:.3f} "
               f"(median of {int(best['reruns'])} reruns)")
         fwp = self._family_wise_p_value()
         if fwp is not None:
+            labels = "validation" if self.settings.selection == "validation" else "test"
             print(f"Family-wise p-value of the winner: {fwp:.3g} (how often the best of these "
-                  f"{completed} combinations looks at least this good when the test labels are shuffled "
+                  f"{completed} combinations looks at least this good when the {labels} labels are shuffled "
                   f"in blocks of {self.settings.permutation_block_length} rows; "
                   f"{self.settings.permutations} permutations)")
             from results import atomic_write_text
@@ -202,6 +261,14 @@ class Sweep:
         print(f"{int(ranking['significant'].sum())} of {completed} combinations are significant at a "
               f"{self.settings.false_discovery_rate:.0%} false discovery rate (q_value in ranking.csv).")
         print_ranking(ranking, top=5)
+        confirmation = self.recorder.confirmation
+        if confirmation is not None:
+            print(f"\nRanked on the validation tail of {self.settings.train_csv.name}; the top {len(confirmation)} "
+                  f"retrained on the whole train file and tested once on {self.settings.test_csv.name} "
+                  f"(confirmation.csv; q_value corrects across these {len(confirmation)}):")
+            columns = ["combination", "validation_rank", "p_value_validation", "p_value_test", "q_value",
+                       "precision", "tp", "fp"]
+            print(confirmation.sort_values("validation_rank")[columns].to_string(index=False))
         if failed:
             print(f"warning: {failed} combinations failed; see {self.run_dir / 'errors.csv'}.", file=sys.stderr)
         return 0
@@ -235,20 +302,57 @@ class Pool:
 
 # ---------------------------------------------------------------------- data
 def prepare_data(settings: Settings) -> dict:
-    """Load and check train/test, standardize with the train set's statistics, save for the workers."""
+    """The data the combinations are ranked on, checked, standardized and saved for the workers.
+
+    SELECTION = "test": train on the train file, evaluate on the test file.
+    SELECTION = "validation": train on the train file's first rows, evaluate
+    on its chronological tail; the test file is not even opened (only its
+    existence is checked) until the top combinations are confirmed on it.
+    """
+    x_train, y_train = load_labelled(settings.train_csv)
+    if settings.selection == "test":
+        x_test, y_test = load_labelled(settings.test_csv)
+        check_train_test(settings.train_csv, x_train, y_train, settings.test_csv, x_test, y_test)
+        return save_for_workers(x_train, y_train, x_test, y_test)
+    if not Path(settings.test_csv).is_file():
+        raise DataError(f"The test file '{settings.test_csv}' does not exist. It is only read to confirm the "
+                        f"best combinations at the end of the sweep, but it must be there from the start.")
+    cut = int(round(len(y_train) * (1 - settings.validation_fraction)))
+    head, tail = slice(0, cut), slice(cut, len(y_train))
+    check_train_test(settings.train_csv, x_train[head], y_train[head],
+                     f"{settings.train_csv} (its last {len(y_train) - cut} rows, the validation tail)",
+                     x_train[tail], y_train[tail])
+    return save_for_workers(x_train[head], y_train[head], x_train[tail], y_train[tail])
+
+
+def prepare_confirmation_data(settings: Settings) -> dict:
+    """The whole train file and the test file, for confirming the top combinations."""
     x_train, y_train = load_labelled(settings.train_csv)
     x_test, y_test = load_labelled(settings.test_csv)
     check_train_test(settings.train_csv, x_train, y_train, settings.test_csv, x_test, y_test)
+    return save_for_workers(x_train, y_train, x_test, y_test)
+
+
+def save_for_workers(x_train, y_train, x_eval, y_eval) -> dict:
+    """Standardize with the training rows' statistics only, and save as .npy files the workers load once."""
     scaler = Standardizer().fit(x_train)
     folder = Path(tempfile.mkdtemp(prefix="sweep-data-"))
     import atexit
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     files = {}
     for name, array in {"train_x": scaler.transform(x_train), "train_y": y_train,
-                        "eval_x": scaler.transform(x_test), "eval_y": y_test}.items():
+                        "eval_x": scaler.transform(x_eval), "eval_y": y_eval}.items():
         files[name] = str(folder / f"{name}.npy")
         np.save(files[name], np.ascontiguousarray(array))
-    return {"files": files, "n_features": x_train.shape[1], "positive_rate": float(y_test.mean())}
+    return {"files": files, "n_features": x_train.shape[1], "positive_rate": float(np.mean(y_eval))}
+
+
+def run_record(settings: Settings) -> dict:
+    """The resolved settings later commands need (evaluate.py --predict), with absolute paths."""
+    return {"TRAIN_CSV": str(settings.train_csv), "TEST_CSV": str(settings.test_csv),
+            "LATEST_CSV": str(settings.latest_csv), "SEED": settings.seed, "RERUN_COUNT": settings.rerun_count,
+            "PREDICTION_THRESHOLD": settings.prediction_threshold, "SELECTION": settings.selection,
+            "P_VALUE_TEST": settings.p_value_test, "FALSE_DISCOVERY_RATE": settings.false_discovery_rate}
 
 
 def file_digest(path: Path) -> str:
@@ -262,7 +366,10 @@ def run_fingerprint(settings: Settings, combinations: list[dict]) -> dict:
                                        ).hexdigest()[:16],
         "RERUN_COUNT": settings.rerun_count, "SEED": settings.seed,
         "PREDICTION_THRESHOLD": settings.prediction_threshold, "P_VALUE_TEST": settings.p_value_test,
-        "TRAIN_CSV": file_digest(settings.train_csv), "TEST_CSV": file_digest(settings.test_csv),
+        "SELECTION": settings.selection, "TRAIN_CSV": file_digest(settings.train_csv),
+        # in validation mode the test file is read only at confirmation; its digest is checked then
+        "TEST_CSV": file_digest(settings.test_csv) if settings.selection == "test" else None,
+        "VALIDATION_FRACTION": settings.validation_fraction if settings.selection == "validation" else None,
     }
 
 
@@ -283,7 +390,7 @@ def repair_torn_journal(path: Path) -> None:
                   f"writing it); dropped it, the combination it held is trained again.", file=sys.stderr)
 
 
-def open_study(run_dir: Path, fingerprint: dict, settings: Settings):
+def open_study(run_dir: Path, fingerprint: dict, settings: Settings, name: str = "sweep"):
     """The run's Optuna study; refuses a folder that holds another config's or data's results."""
     import optuna
     from optuna.storages import JournalStorage
@@ -291,7 +398,7 @@ def open_study(run_dir: Path, fingerprint: dict, settings: Settings):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     repair_torn_journal(run_dir / "study.journal")
     storage = JournalStorage(JournalFileBackend(str(run_dir / "study.journal")))
-    study = optuna.create_study(study_name="sweep", storage=storage, direction="minimize", load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
     previous = study.user_attrs.get("fingerprint")
     if previous is None:
         study.set_user_attr("fingerprint", fingerprint)
@@ -311,7 +418,9 @@ class Recorder:
     def __init__(self, run_dir: Path, study, settings: Settings) -> None:
         self.run_dir, self.study, self.settings = run_dir, study, settings
         self.rerun_rows: list[dict] = []
-        self.predictions: dict[tuple[str, int], bytes] = {}  # packed 0/1 predictions on the test set
+        self.predictions: dict[tuple[str, int], bytes] = {}  # packed 0/1 predictions on the ranked set
+        self.confirmation_rows: list[dict] = []
+        self.confirmation = None
         self.errors: list[dict] = []
         self.best_p = None
         self.ranking = None
@@ -353,16 +462,25 @@ class Recorder:
             by_combination.setdefault(row["combination"], []).append(row)
         for r in results:
             self.predictions[(r["combination"], r["rerun"])] = r["predictions"]
-        trials = []
         for cid, reruns in by_combination.items():
-            params = trainings[(cid, 0)]["params"]
             bits = [base64.b64encode(self.predictions[(cid, r["rerun"])]).decode() for r in reruns]
-            trials.append(optuna.trial.create_trial(
-                params=_optuna_params(params), distributions=self._distributions(params),
-                value=float(np.median([r["p_value"] for r in reruns])),
-                user_attrs={"combination": cid, "reruns": reruns, "predictions": bits}))
-        self.study.add_trials(trials)
+            self.record_trial(self.study, trainings[(cid, 0)]["params"], cid, reruns, predictions=bits)
         self.rerun_rows.extend(row for reruns in by_combination.values() for row in reruns)
+        self._update_best()
+
+    def record_trial(self, study, params: dict, cid: str, reruns: list[dict], predictions=None) -> None:
+        """One finished combination as one COMPLETE Optuna trial (value: the median p-value)."""
+        import optuna
+        attrs = {"combination": cid, "reruns": reruns}
+        if predictions is not None:
+            attrs["predictions"] = predictions
+        study.add_trial(optuna.trial.create_trial(
+            params=_optuna_params(params), distributions=self._distributions(params),
+            value=float(np.median([r["p_value"] for r in reruns])), user_attrs=attrs))
+
+    def set_confirmation(self, rows: list[dict]) -> None:
+        """The top combinations' reruns on the test file; they fill p_value_test and confirmation.csv."""
+        self.confirmation_rows = rows
         self._update_best()
 
     @property
@@ -397,11 +515,25 @@ class Recorder:
             from evaluate import rank_combinations
             self.ranking = rank_combinations(self._reruns_table(), self.settings.false_discovery_rate)
             self.best_p = float(self.ranking["p_value"].iloc[0])
+            self.confirmation = self._confirmation_table()
+            self.ranking = label_sources(self.ranking, self.settings.selection, self.confirmation)
 
-    def _reruns_table(self):
+    def _confirmation_table(self):
+        """confirmation.csv: the confirmed combinations ranked by their test p-value (corrections across them)."""
+        if not self.confirmation_rows:
+            return None
+        from evaluate import rank_combinations
+        table = rank_combinations(self._reruns_table(self.confirmation_rows), self.settings.false_discovery_rate)
+        validation = self.ranking.set_index("combination")
+        table = table.rename(columns={"p_value": "p_value_test"})
+        table.insert(2, "validation_rank", validation.loc[table["combination"], "rank"].to_numpy())
+        table.insert(table.columns.get_loc("p_value_test"), "p_value_validation",
+                     validation.loc[table["combination"], "p_value"].to_numpy())
+        return table
+
+    def _reruns_table(self, rows=None):
         import pandas as pd
-        from results import RERUN_COLUMNS
-        table = pd.DataFrame(self.rerun_rows)
+        table = pd.DataFrame(self.rerun_rows if rows is None else rows)
         table["positive_rate"] = (table["tp"] + table["fn"]) / table[["tp", "fp", "tn", "fn"]].sum(axis=1)
         return table
 
@@ -415,9 +547,26 @@ class Recorder:
             reruns = pd.DataFrame(self.rerun_rows, columns=RERUN_COLUMNS).sort_values(["combination", "rerun"])
             write_csv(reruns, self.run_dir / "reruns.csv")
             write_csv(self.ranking, self.run_dir / "ranking.csv")
+        if self.confirmation is not None:
+            write_csv(self.confirmation, self.run_dir / "confirmation.csv")
         write_csv(pd.DataFrame(self.errors, columns=ERROR_COLUMNS), self.run_dir / "errors.csv")
         self._last_flush = time.monotonic()
         self._dirty = False
+
+
+def label_sources(ranking, selection: str, confirmation):
+    """Say which data set each p-value comes from: p_value_validation, p_value_test, ranked_on."""
+    ranking = ranking.copy()
+    at = ranking.columns.get_loc("p_value") + 1
+    ranking.insert(at, "ranked_on", selection)
+    if selection == "test":
+        ranking.insert(at + 1, "p_value_validation", np.nan)
+        ranking.insert(at + 2, "p_value_test", ranking["p_value"])
+    else:
+        confirmed = {} if confirmation is None else dict(zip(confirmation["combination"], confirmation["p_value_test"]))
+        ranking.insert(at + 1, "p_value_validation", ranking["p_value"])
+        ranking.insert(at + 2, "p_value_test", ranking["combination"].map(confirmed))
+    return ranking
 
 
 def _optuna_params(params: dict) -> dict:

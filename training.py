@@ -28,7 +28,7 @@ def member_generator(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def load_arrays(path: str, device: str) -> torch.Tensor:
     """Read a prepared array once per worker process and keep it (the data is sent once, not per task)."""
     return torch.from_numpy(np.load(path)).to(device)

@@ -38,7 +38,7 @@ def write_config(folder: Path, data_dir: Path, name: str = "small", **settings) 
              "hyperparameter_values.setdefault('max_epochs', [2])",
              f"TRAIN_CSV = {str(data_dir / 'train.csv')!r}",
              f"TEST_CSV = {str(data_dir / 'test.csv')!r}",
-             "RERUN_COUNT = 3", "DEVICE = 'cpu'"]
+             "RERUN_COUNT = 3", "DEVICE = 'cpu'", f"SELECTION = {settings.pop('SELECTION', 'test')!r}"]
     lines += [f"{key} = {value!r}" for key, value in settings.items()]
     path = folder / f"{name}.py"
     path.write_text("\n".join(lines) + "\n")
@@ -227,3 +227,69 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path, data_dir):
     assert resumed.returncode == 0, resumed.stderr
     assert f"{len(finished)} of 12 combinations already finished" in resumed.stderr
     assert len(pd.read_csv(tmp_path / "results" / "small" / "ranking.csv")) == 12
+
+
+def test_validation_selection_ranks_on_the_train_tail_and_confirms_the_top_on_test(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, SELECTION="validation", CONFIRM_TOP_K=3)
+    done = run_search(config, tmp_path / "results")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "results" / "small"
+    ranking = pd.read_csv(run / "ranking.csv", dtype={"combination": str})
+    reruns = pd.read_csv(run / "reruns.csv")
+    confirmation = pd.read_csv(run / "confirmation.csv", dtype={"combination": str})
+    assert (ranking["ranked_on"] == "validation").all() and len(ranking) == 12
+    assert (reruns[["tp", "fp", "tn", "fn"]].sum(axis=1) == 80).all()  # the last 20% of 400 train rows
+    np.testing.assert_allclose(ranking["p_value_validation"], ranking["p_value"])
+    assert ranking["p_value_test"].notna().tolist() == [True] * 3 + [False] * 9
+    assert set(confirmation["combination"]) == set(ranking["combination"].head(3))
+    assert sorted(confirmation["validation_rank"]) == [1, 2, 3]
+    assert confirmation["p_value_test"].is_monotonic_increasing
+    positive_rate = np.loadtxt(data_dir / "test.csv", delimiter=",")[:, -1].mean()
+    for row in confirmation.itertuples():  # medians of 3 reruns scored on the 200 test rows
+        assert row.tp + row.fp + row.tn + row.fn == 200
+        assert row.positive_rate == pytest.approx(positive_rate)
+    assert "Confirming the top 3" in done.stderr and "tested once on test.csv" in done.stdout
+
+
+def test_validation_selection_opens_the_test_file_only_to_confirm(tmp_path, data_dir, monkeypatch):
+    """In-process, with data loading spied on: the test file is read after the validation sweep, never before."""
+    import data
+    import search
+    import sweep
+    events = []
+    real_load = data.load_labelled
+    monkeypatch.setattr(sweep, "load_labelled", lambda path: events.append(("load", Path(path).name)) or real_load(path))
+    real_confirm = sweep.Sweep._confirm
+    monkeypatch.setattr(sweep.Sweep, "_confirm", lambda self: events.append(("confirm", None)) or real_confirm(self))
+    real_digest = sweep.file_digest
+    monkeypatch.setattr(sweep, "file_digest", lambda path: events.append(("digest", Path(path).name)) or real_digest(path))
+    config = write_config(tmp_path, data_dir, SELECTION="validation", CONFIRM_TOP_K=2,
+                          grid={"learning_rate": [1e-2, 1e-3, 3e-4]})
+    assert search.main(["--config", str(config), "--results", str(tmp_path / "results"), "--no-progress",
+                        "--cpu-count", "1"]) == 0
+    first_confirm = events.index(("confirm", None))
+    test_reads = [i for i, (kind, name) in enumerate(events) if name == "test.csv"]
+    assert test_reads and min(test_reads) > first_confirm, events
+
+
+def test_predict_scores_the_latest_file_with_the_winner(tmp_path, data_dir):
+    import torch
+    from predict import predict_latest
+    config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3]})
+    assert run_search(config, tmp_path / "results").returncode == 0
+    rng = np.random.default_rng(5)
+    latest = tmp_path / "latest.csv"
+    latest.write_text("".join(f"T{i:02d}," + ",".join(f"{v:.4f}" for v in rng.normal(size=8)) + "\n"
+                              for i in range(15)))
+    run = tmp_path / "results" / "small"
+    table = predict_latest(run, latest)
+    assert sorted(table["ticker"]) == [f"T{i:02d}" for i in range(15)]
+    assert table["rank"].tolist() == list(range(1, 16)) and table["score"].is_monotonic_decreasing
+    assert table["score"].between(0, 1).all()
+    saved = torch.load(run / "winner.pt", weights_only=True)
+    ranking = pd.read_csv(run / "ranking.csv", dtype={"combination": str})
+    assert saved["combination"] == ranking["combination"].iloc[0] and saved["weights"].shape[0] == 3
+    again = predict_latest(run, latest)  # from the saved weights this time
+    pd.testing.assert_frame_equal(table, again)
+    written = pd.read_csv(run / "predictions.csv")
+    assert written["ticker"].tolist() == table["ticker"].tolist()

@@ -184,7 +184,7 @@ BAD_CONFIGS = {
     "TRAIN_CSV empty": ('TRAIN_CSV = ""', r"TRAIN_CSV = '' is not valid: it must be a path"),
     "unknown UPPERCASE setting": (
         "RERUN_COUNTS = 3",
-        r"sets unknown setting RERUN_COUNTS \(did you mean RERUN_COUNT\?\)\. Valid settings: CPU_COUNT, "),
+        r"sets unknown setting RERUN_COUNTS \(did you mean RERUN_COUNT\?\)\. Valid settings: CONFIRM_TOP_K, CPU_COUNT, "),
 }
 
 
