@@ -1,6 +1,8 @@
 """Score trainings by the significance of their precision, and rank combinations.
 
     python evaluate.py results/config          # re-rank and print a finished or running sweep
+    python evaluate.py --compare results/last_week results/config
+    python evaluate.py results/config --predict example_data/latest.csv
 
 A training's precision tp / (tp + fp) is compared with what guessing would
 give: if the model had no skill, each of its tp + fp positive predictions
@@ -98,6 +100,21 @@ def rank_combinations(reruns: pd.DataFrame, false_discovery_rate: float = 0.05) 
     return table.reset_index(drop=True)
 
 
+def label_sources(ranking, selection: str, confirmation):
+    """Say which data set each p-value comes from: p_value_validation, p_value_test, ranked_on."""
+    ranking = ranking.copy()
+    at = ranking.columns.get_loc("p_value") + 1
+    ranking.insert(at, "ranked_on", selection)
+    if selection == "test":
+        ranking.insert(at + 1, "p_value_validation", np.nan)
+        ranking.insert(at + 2, "p_value_test", ranking["p_value"])
+    else:
+        confirmed = {} if confirmation is None else dict(zip(confirmation["combination"], confirmation["p_value_test"]))
+        ranking.insert(at + 1, "p_value_validation", ranking["p_value"])
+        ranking.insert(at + 2, "p_value_test", ranking["combination"].map(confirmed))
+    return ranking
+
+
 def print_ranking(ranking: pd.DataFrame, top: int = 10, file=sys.stdout) -> None:
     varying = [h for h in HYPERPARAMETERS if h in ranking and ranking[h].astype(str).nunique() > 1]
     columns = ["rank", "combination", *varying, "p_value", "q_value", "precision", "tp", "fp"]
@@ -115,10 +132,30 @@ def _run_false_discovery_rate(run: Path) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Re-rank a finished or running sweep from its reruns.csv.")
-    parser.add_argument("run", help="the run's results folder, e.g. results/config")
+    parser = argparse.ArgumentParser(
+        description="Re-rank a finished or running sweep from its reruns.csv, or compare two sweeps "
+                    "(rank agreement, biggest rank changes, config differences) with --compare.")
+    parser.add_argument("run", nargs="?", help="the run's results folder, e.g. results/config")
     parser.add_argument("--top", type=int, default=10, help="how many rows to print (default 10)")
+    parser.add_argument("--predict", nargs="?", const="", metavar="LATEST_CSV",
+                        help="score a latest-data file (default: the run's LATEST_CSV) with the best "
+                             "combination's reruns as an ensemble; writes predictions.csv and winner.pt")
+    parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                        help="compare two run folders' ranking.csv and config.py instead of re-ranking one")
     args = parser.parse_args(argv)
+    if args.compare is not None and args.run is not None:
+        parser.error("give either a run folder to re-rank or --compare RUN_A RUN_B, not both")
+    if args.compare is None and args.run is None:
+        parser.error("give a run folder to re-rank (e.g. results/config) or --compare RUN_A RUN_B")
+    if args.compare is not None:
+        from compare import CompareError, compare_runs, print_comparison
+        try:
+            result = compare_runs(Path(args.compare[0]), Path(args.compare[1]))
+        except CompareError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print_comparison(result)
+        return 0
     path = Path(args.run) / "reruns.csv"
     if not path.is_file():
         print(f"error: {path} does not exist. Pass a run folder written by search.py, "
@@ -127,10 +164,42 @@ def main(argv=None) -> int:
     from results import read_reruns, write_csv  # noqa: E402 (keeps `import evaluate` light)
     reruns = read_reruns(path)
     reruns["positive_rate"] = (reruns["tp"] + reruns["fn"]) / reruns[COUNT_COLUMNS].sum(axis=1)
-    ranking = rank_combinations(reruns, _run_false_discovery_rate(Path(args.run)))
-    write_csv(ranking, Path(args.run) / "ranking.csv")
+    run = Path(args.run)
+    if args.predict is not None:
+        return _predict(run, args.predict, args.top)
+    ranking = rank_combinations(reruns, _run_false_discovery_rate(run))
+    confirmation = pd.read_csv(run / "confirmation.csv", dtype={"combination": str}) \
+        if (run / "confirmation.csv").is_file() else None
+    ranking = label_sources(ranking, _run_setting(run, "SELECTION", "test"), confirmation)
+    write_csv(ranking, run / "ranking.csv")
     print(f"{len(ranking)} combinations from {path}")
     print_ranking(ranking, args.top)
+    from report import write_report
+    write_report(run, ranking, reruns)
+    return 0
+
+
+def _run_setting(run: Path, key: str, default):
+    import json
+    try:
+        return json.loads((run / "run.json").read_text())[key]
+    except (OSError, ValueError, KeyError):
+        return default
+
+
+def _predict(run: Path, latest: str, top: int) -> int:
+    from data import DataError
+    from predict import predict_latest
+    latest_path = Path(latest) if latest else _run_setting(run, "LATEST_CSV", None)
+    if not latest_path or not (run / "run.json").is_file():
+        print(f"error: no latest-data file given and {run / 'run.json'} does not name one; pass it as "
+              f"--predict path/to/latest.csv.", file=sys.stderr)
+        return 2
+    try:
+        predict_latest(run, Path(latest_path), top)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -271,6 +271,10 @@ class Sweep:
             print(confirmation.sort_values("validation_rank")[columns].to_string(index=False))
         if failed:
             print(f"warning: {failed} combinations failed; see {self.run_dir / 'errors.csv'}.", file=sys.stderr)
+        from report import write_report
+        from results import read_reruns
+        write_report(self.run_dir, ranking, read_reruns(self.run_dir / "reruns.csv"), self.recorder.study)
+        print(f"Report with plots: {self.run_dir / 'report.md'}")
         return 0
 
 
@@ -516,6 +520,7 @@ class Recorder:
             self.ranking = rank_combinations(self._reruns_table(), self.settings.false_discovery_rate)
             self.best_p = float(self.ranking["p_value"].iloc[0])
             self.confirmation = self._confirmation_table()
+            from evaluate import label_sources
             self.ranking = label_sources(self.ranking, self.settings.selection, self.confirmation)
 
     def _confirmation_table(self):
@@ -552,21 +557,6 @@ class Recorder:
         write_csv(pd.DataFrame(self.errors, columns=ERROR_COLUMNS), self.run_dir / "errors.csv")
         self._last_flush = time.monotonic()
         self._dirty = False
-
-
-def label_sources(ranking, selection: str, confirmation):
-    """Say which data set each p-value comes from: p_value_validation, p_value_test, ranked_on."""
-    ranking = ranking.copy()
-    at = ranking.columns.get_loc("p_value") + 1
-    ranking.insert(at, "ranked_on", selection)
-    if selection == "test":
-        ranking.insert(at + 1, "p_value_validation", np.nan)
-        ranking.insert(at + 2, "p_value_test", ranking["p_value"])
-    else:
-        confirmed = {} if confirmation is None else dict(zip(confirmation["combination"], confirmation["p_value_test"]))
-        ranking.insert(at + 1, "p_value_validation", ranking["p_value"])
-        ranking.insert(at + 2, "p_value_test", ranking["combination"].map(confirmed))
-    return ranking
 
 
 def _optuna_params(params: dict) -> dict:

@@ -293,3 +293,27 @@ def test_predict_scores_the_latest_file_with_the_winner(tmp_path, data_dir):
     pd.testing.assert_frame_equal(table, again)
     written = pd.read_csv(run / "predictions.csv")
     assert written["ticker"].tolist() == table["ticker"].tolist()
+
+
+def test_evaluate_cli_reranks_reports_and_predicts(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, SELECTION="validation", CONFIRM_TOP_K=2,
+                          grid={"learning_rate": [1e-2, 1e-3, 3e-4]})
+    assert run_search(config, tmp_path / "results").returncode == 0
+    run = tmp_path / "results" / "small"
+    before = pd.read_csv(run / "ranking.csv")
+    (run / "p_values.png").unlink()
+    rerank = subprocess.run([sys.executable, "evaluate.py", str(run)], cwd=ROOT, capture_output=True, text=True)
+    assert rerank.returncode == 0, rerank.stderr
+    pd.testing.assert_frame_equal(before, pd.read_csv(run / "ranking.csv"))  # same labels and confirmed p-values
+    assert (run / "p_values.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    latest = tmp_path / "latest.csv"
+    latest.write_text("AAA," + ",".join(["0.1"] * 8) + "\nBBB," + ",".join(["2.5"] * 8) + "\n")
+    predicted = subprocess.run([sys.executable, "evaluate.py", str(run), "--predict", str(latest)],
+                               cwd=ROOT, capture_output=True, text=True)
+    assert predicted.returncode == 0, predicted.stderr
+    assert "AAA" in predicted.stdout and (run / "predictions.csv").is_file()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("AAA,0.1,0.2\n")  # 2 features, the model wants 8
+    refused = subprocess.run([sys.executable, "evaluate.py", str(run), "--predict", str(bad)],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode == 2 and "bad.csv" in refused.stderr and "Traceback" not in refused.stderr

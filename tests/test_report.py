@@ -1,0 +1,205 @@
+"""report.py: the plots, values.csv and report.md, on small hand-built rankings and studies."""
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution
+
+import report
+from settings import HYPERPARAMETERS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOTS = ["p_values.png", "p_by_hyperparameter.png", "precision_vs_predicted.png", "best_over_time.png"]
+DEFAULTS = {"model": "mlp", "hidden_layers": "[2, 1, 0.5]", "activation": "leaky_relu", "dropout": 0.0,
+            "learning_rate": 1e-3, "optimizer": "adam", "batch_size": 32, "max_epochs": 8,
+            "loss_function": "bce", "l1_regularization": 0.0, "l2_regularization": 0.0,
+            "weight_initialization": "default", "lstm_hidden_size": None, "lstm_num_layers": None}
+
+# (combination, learning_rate, optimizer, hidden_layers, median p, tp, fp); the last three predict nothing
+COMBINATIONS = [
+    ("c0", 1e-3, "adam", "[2, 1, 0.5]", 0.001, 40, 30),
+    ("c1", 1e-3, "sgd", "[2, 1, 0.5]", 0.1, 8, 9),
+    ("c2", 1e-4, "adam", "[2, 1, 0.5]", 0.01, 20, 18),
+    ("c3", 1e-4, "sgd", "[]", 1.0, 0, 0),
+    ("c4", 1e-5, "adam", "[]", 1.0, 0, 0),
+    ("c5", 1e-5, "sgd", "[]", 1.0, 0, 0),
+]
+TOTAL, POSITIVES = 1000, 350
+
+
+def ranking_row(rank, cid, p, tp, fp, **hyperparameters):
+    precision = tp / (tp + fp) if tp + fp else np.nan
+    return {"rank": rank, "combination": cid, **{**DEFAULTS, **hyperparameters}, "p_value": p,
+            "p_value_holm": min(1.0, p * 6), "q_value": min(1.0, p * 3), "significant": p * 3 <= 0.05,
+            "precision": precision, "tp": tp, "fp": fp, "tn": TOTAL - POSITIVES - fp, "fn": POSITIVES - tp,
+            "positive_rate": POSITIVES / TOTAL, "reruns": 2, "diverged": 0, "seconds": 1.5}
+
+
+def make_ranking(combinations=COMBINATIONS):
+    rows = [ranking_row(i + 1, cid, p, tp, fp, learning_rate=lr, optimizer=opt, hidden_layers=layers)
+            for i, (cid, lr, opt, layers, p, tp, fp) in enumerate(combinations)]
+    return pd.DataFrame(rows)
+
+
+def make_reruns(ranking):
+    """Two reruns per combination whose median p-value is the combination's."""
+    rows = []
+    for _, row in ranking.iterrows():
+        for rerun, factor in enumerate((0.5, 1.5)):
+            rows.append({"combination": row["combination"], "rerun": rerun, "seed": rerun,
+                         **{h: row[h] for h in HYPERPARAMETERS}, "tp": row["tp"], "fp": row["fp"],
+                         "tn": row["tn"], "fn": row["fn"], "precision": row["precision"],
+                         "p_value": min(1.0, row["p_value"] * factor) if row["p_value"] < 1 else 1.0,
+                         "diverged": False, "train_loss": 0.6, "seconds": 0.75})
+    return pd.DataFrame(rows)
+
+
+def make_study(combinations=COMBINATIONS):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="sweep", direction="minimize")
+    distributions = {"learning_rate": CategoricalDistribution([1e-3, 1e-4, 1e-5]),
+                     "optimizer": CategoricalDistribution(["adam", "sgd"]),
+                     "model": CategoricalDistribution(["mlp"])}
+    for _, lr, opt, _, p, _, _ in combinations:
+        study.add_trial(optuna.trial.create_trial(params={"learning_rate": lr, "optimizer": opt, "model": "mlp"},
+                                                  distributions=distributions, value=p))
+    return study
+
+
+def assert_pngs(run_dir):
+    for name in PLOTS:
+        data = (run_dir / name).read_bytes()
+        assert len(data) > 1000, name
+        assert data.startswith(PNG_SIGNATURE), name
+
+
+# ------------------------------------------------------------------ the whole report
+@pytest.mark.parametrize("with_study", [True, False])
+def test_write_report_writes_every_file(tmp_path, with_study):
+    ranking = make_ranking()
+    written = report.write_report(tmp_path, ranking, make_reruns(ranking), make_study() if with_study else None)
+    assert sorted(p.name for p in written) == sorted([*PLOTS, "values.csv", "report.md"])
+    assert all(p.parent == tmp_path and p.is_file() for p in written)
+    assert_pngs(tmp_path)
+    assert not list(tmp_path.glob(".*.tmp"))  # every temporary file was renamed into place
+
+
+def test_report_md_links_every_plot_and_names_the_best(tmp_path):
+    ranking = make_ranking()
+    report.write_report(tmp_path, ranking, make_reruns(ranking), make_study(), top=3)
+    text = (tmp_path / "report.md").read_text()
+    assert f"# Sweep report: {tmp_path.name}" in text
+    for name in PLOTS:
+        assert f"]({name})" in text
+    assert "Best combination: `c0`" in text
+    assert "p-value 0.001" in text and "base rate 0.350" in text
+    assert "6 combinations" in text
+    top_table = [line for line in text.splitlines() if line.startswith("| ") and "`c" in line]
+    assert [line.split("|")[2].strip() for line in top_table] == ["`c0`", "`c1`", "`c2`"]
+    header = next(line for line in text.splitlines() if line.startswith("| rank"))
+    assert "learning_rate" in header and "optimizer" in header and "batch_size" not in header
+    assert "## Hyperparameter importances" in text and "| learning_rate |" in text
+
+
+# ------------------------------------------------------------------ value_summary
+def test_value_summary_medians_by_hand():
+    summary = report.value_summary(make_ranking()).set_index(["hyperparameter", "value"])
+    # -log10 p: c0 3, c1 1, c2 2, c3..c5 0
+    expected = {("learning_rate", "0.001"): (2, 2.0, 3.0), ("learning_rate", "0.0001"): (2, 1.0, 2.0),
+                ("learning_rate", "1e-05"): (2, 0.0, 0.0),
+                ("optimizer", "adam"): (3, 2.0, 3.0), ("optimizer", "sgd"): (3, 0.0, 1.0),
+                ("hidden_layers", "[2, 1, 0.5]"): (3, 2.0, 3.0), ("hidden_layers", "[]"): (3, 0.0, 0.0)}
+    assert set(summary.index) == set(expected)
+    for key, (count, median, best) in expected.items():
+        assert summary.loc[key, "combinations"] == count
+        assert summary.loc[key, "median_minus_log10_p"] == pytest.approx(median)
+        assert summary.loc[key, "best_minus_log10_p"] == pytest.approx(best)
+    values = list(report.value_summary(make_ranking()).query("hyperparameter == 'learning_rate'")["value"])
+    assert values == ["1e-05", "0.0001", "0.001"]  # numeric order, not alphabetical
+
+
+def test_value_summary_is_the_same_after_a_csv_round_trip(tmp_path):
+    """Read back from ranking.csv, 'not applicable' is NaN and lists are strings: same table."""
+    ranking = make_ranking()
+    ranking.to_csv(tmp_path / "ranking.csv", index=False)
+    read_back = pd.read_csv(tmp_path / "ranking.csv", dtype={"combination": str})
+    assert read_back["lstm_hidden_size"].isna().all()
+    pd.testing.assert_frame_equal(report.value_summary(read_back), report.value_summary(ranking))
+
+
+def test_not_applicable_values_are_left_out_of_a_hyperparameter():
+    ranking = make_ranking()
+    ranking["lstm_hidden_size"] = [16, 32, None, None, None, None]  # applies to two combinations only
+    summary = report.value_summary(ranking).query("hyperparameter == 'lstm_hidden_size'")
+    assert list(summary["value"]) == ["16", "32"]
+    assert list(summary["combinations"]) == [1, 1]
+
+
+# ------------------------------------------------------------------ importances
+def test_importances_of_two_varying_parameters_sum_to_one():
+    shares = report.importances(make_study())
+    assert isinstance(shares, pd.Series)
+    assert set(shares.index) == {"learning_rate", "optimizer"}  # "model" never varies: left out
+    assert shares.sum() == pytest.approx(1.0)
+    assert (shares >= 0).all()
+    assert list(shares) == sorted(shares, reverse=True)
+
+
+def test_importances_of_a_one_trial_study_is_none():
+    assert report.importances(make_study(COMBINATIONS[:1])) is None
+
+
+def test_importances_when_every_p_value_is_equal_is_none():
+    flat = [(cid, lr, opt, layers, 1.0, 0, 0) for cid, lr, opt, layers, _, _, _ in COMBINATIONS]
+    assert report.importances(make_study(flat)) is None
+
+
+def test_completion_history_follows_the_study_not_the_reruns():
+    study = make_study()
+    p, label, _ = report.completion_history(make_reruns(make_ranking()).iloc[::-1], study)
+    assert list(p) == [c[4] for c in COMBINATIONS]
+    assert "completion order" in label
+    p, label, _ = report.completion_history(make_reruns(make_ranking()).iloc[::-1], None)
+    assert list(p) == [c[4] for c in reversed(COMBINATIONS)]
+    assert "reruns.csv" in label
+
+
+# ------------------------------------------------------------------ edge cases
+def test_every_p_value_one_and_nothing_predicted(tmp_path):
+    flat = [(cid, lr, opt, layers, 1.0, 0, 0) for cid, lr, opt, layers, _, _, _ in COMBINATIONS]
+    ranking = make_ranking(flat)
+    assert ranking["precision"].isna().all()
+    report.write_report(tmp_path, ranking, make_reruns(ranking), make_study(flat))
+    assert_pngs(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "Not available" in text  # no importances to show
+    assert (report.value_summary(ranking)["median_minus_log10_p"] == 0).all()
+
+
+def test_a_single_combination(tmp_path):
+    ranking = make_ranking(COMBINATIONS[:1])
+    report.write_report(tmp_path, ranking, make_reruns(ranking), make_study(COMBINATIONS[:1]))
+    assert_pngs(tmp_path)
+    text = (tmp_path / "report.md").read_text()
+    assert "Best combination: `c0`" in text and "1 combination;" in text
+    assert "No hyperparameter takes more than one value." in text
+    assert report.value_summary(ranking).empty
+
+
+def test_a_hyperparameter_column_entirely_empty_and_a_p_value_of_zero(tmp_path):
+    ranking = make_ranking()
+    ranking["optimizer"] = None
+    ranking.loc[0, "p_value"] = 0.0  # underflowed binomial tail
+    report.write_report(tmp_path, ranking, make_reruns(ranking))
+    assert_pngs(tmp_path)
+    assert "optimizer" not in set(report.value_summary(ranking)["hyperparameter"])
+    assert math.isfinite(report.value_summary(ranking)["best_minus_log10_p"].max())
+
+
+def test_no_finished_combination(tmp_path):
+    ranking = make_ranking().iloc[0:0]
+    report.write_report(tmp_path, ranking, make_reruns(ranking))
+    assert_pngs(tmp_path)
+    assert "No combination has finished yet." in (tmp_path / "report.md").read_text()
