@@ -109,7 +109,8 @@ def make_tasks(trainings: list[dict], cpu_count: int, n_features: int) -> list[l
     """
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for training in trainings:
-        combos = groups.setdefault(architecture(training["params"]), {})
+        # trainings on different walk-forward folds see different data: never fused
+        combos = groups.setdefault((architecture(training["params"]), training.get("fold", 0)), {})
         combos.setdefault(training["combination"], []).append(training)
     tasks = []
     for combos in groups.values():

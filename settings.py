@@ -67,6 +67,7 @@ SETTING_DEFAULTS = {
     "P_VALUE_TEST": "binomial",
     "SELECTION": "validation",
     "VALIDATION_FRACTION": 0.2,
+    "VALIDATION_FOLDS": 1,
     "CONFIRM_TOP_K": 5,
     "FALSE_DISCOVERY_RATE": 0.05,
     "PERMUTATIONS": 1000,
@@ -96,6 +97,7 @@ class Settings:
     p_value_test: str
     selection: str = "validation"
     validation_fraction: float = 0.2
+    validation_folds: int = 1
     confirm_top_k: int = 5
     false_discovery_rate: float = 0.05
     permutations: int = 1000
@@ -178,6 +180,7 @@ def _validate(path: Path, v: dict) -> Settings:
         raise ConfigError(f"VALIDATION_FRACTION = {fraction!r} is not valid: it must be a number strictly between "
                           f"0 and 1, the share of the train file's last rows used to rank combinations (0.2 = 20%).")
     _require_int("CONFIRM_TOP_K", v["CONFIRM_TOP_K"], minimum=0)
+    _require_int("VALIDATION_FOLDS", v["VALIDATION_FOLDS"], minimum=1)
     fdr = v["FALSE_DISCOVERY_RATE"]
     if not _is_number(fdr) or not 0 < fdr < 1:
         raise ConfigError(f"FALSE_DISCOVERY_RATE = {fdr!r} is not valid: it must be a number strictly between 0 "
@@ -198,6 +201,7 @@ def _validate(path: Path, v: dict) -> Settings:
         seed=v["SEED"], train_csv=paths["TRAIN_CSV"], test_csv=paths["TEST_CSV"],
         latest_csv=paths["LATEST_CSV"], results_dir=paths["RESULTS_DIR"], device=v["DEVICE"],
         p_value_test=v["P_VALUE_TEST"], selection=v["SELECTION"], validation_fraction=float(fraction),
+        validation_folds=v["VALIDATION_FOLDS"],
         confirm_top_k=v["CONFIRM_TOP_K"], false_discovery_rate=float(fdr), permutations=v["PERMUTATIONS"],
         permutation_block_length=v["PERMUTATION_BLOCK_LENGTH"], warnings=tuple(notes))
 

@@ -52,7 +52,7 @@ class Sweep:
         study = open_study(self.run_dir, self.fingerprint, self.settings)
         atomic_write_text(self.settings.config_path.read_text(), self.run_dir / "config.py")
         atomic_write_text(json.dumps(run_record(self.settings), indent=2), self.run_dir / "run.json")
-        self.recorder = Recorder(self.run_dir, study, self.settings)
+        self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"])
 
         done = self.recorder.load_finished()
         todo = [c for c in self.combinations if plan.combination_id(c) not in done]
@@ -61,7 +61,8 @@ class Sweep:
                   f"already finished and kept; training the other {len(todo)}.", file=sys.stderr)
         self.pool = Pool(executor, self.settings.cpu_count, self._payload)
         self.crashes: dict[str, int] = {}
-        for task in plan.make_tasks(self._trainings(todo), self.settings.cpu_count, self.data["n_features"]):
+        trainings = self._trainings(todo, folds=len(self.data["folds"]))
+        for task in plan.make_tasks(trainings, self.settings.cpu_count, self.data["n_features"]):
             self.pool.submit(task)
         self.bar = tqdm(total=len(self.combinations), initial=len(done), unit="combination",
                         disable=not self.progress, dynamic_ncols=True, smoothing=0.1)
@@ -169,8 +170,9 @@ class Sweep:
         ids = self._combinations_in(task)
         error = future.exception()
         if error is None:
-            self.recorder.add_results(future.result(), {(t["combination"], t["rerun"]): t for t in task})
-            self.bar.update(len(ids))
+            completed = self.recorder.add_results(future.result(), {(t["combination"], t["rerun"]): t for t in task},
+                                                  fold=task[0]["fold"])
+            self.bar.update(completed)
             if self.recorder.best_p is not None:
                 self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
             return []
@@ -196,7 +198,7 @@ class Sweep:
         from significance import family_wise_p_value
         if self.settings.permutations == 0:
             return None
-        labels = np.load(self.data["files"]["eval_y"])
+        labels = np.load(self.data["labels"])
         combos = sorted(self.recorder.finished)
         index = {cid: i for i, cid in enumerate(combos)}
         keys = [k for k in sorted(self.recorder.predictions) if k[0] in index]
@@ -213,17 +215,18 @@ class Sweep:
     def _combinations_in(task: list[dict]) -> list[str]:
         return list(dict.fromkeys(t["combination"] for t in task))
 
-    def _trainings(self, combinations: list[dict]) -> list[dict]:
+    def _trainings(self, combinations: list[dict], folds: int = 1) -> list[dict]:
         out = []
         for combination in combinations:
             cid = plan.combination_id(combination)
             for rerun in range(self.settings.rerun_count):
-                out.append({"combination": cid, "rerun": rerun, "params": combination,
-                            "seed": plan.training_seed(self.settings.seed, cid, rerun)})
+                for fold in range(folds):
+                    out.append({"combination": cid, "rerun": rerun, "fold": fold, "params": combination,
+                                "seed": plan.training_seed(self.settings.seed, cid, rerun)})
         return out
 
     def _payload(self, task: list[dict], files: dict | None = None) -> dict:
-        return {"arch": task[0]["params"], "members": task, "data": files or self.data["files"],
+        return {"arch": task[0]["params"], "members": task, "data": files or self.data["folds"][task[0]["fold"]],
                 "threshold": self.settings.prediction_threshold, "device": self.settings.device}
 
     def _summary(self) -> int:
@@ -317,16 +320,30 @@ def prepare_data(settings: Settings) -> dict:
     if settings.selection == "test":
         x_test, y_test = load_labelled(settings.test_csv)
         check_train_test(settings.train_csv, x_train, y_train, settings.test_csv, x_test, y_test)
-        return save_for_workers(x_train, y_train, x_test, y_test)
+        return combine_folds([save_for_workers(x_train, y_train, x_test, y_test)], y_test)
     if not Path(settings.test_csv).is_file():
         raise DataError(f"The test file '{settings.test_csv}' does not exist. It is only read to confirm the "
                         f"best combinations at the end of the sweep, but it must be there from the start.")
-    cut = int(round(len(y_train) * (1 - settings.validation_fraction)))
-    head, tail = slice(0, cut), slice(cut, len(y_train))
-    check_train_test(settings.train_csv, x_train[head], y_train[head],
-                     f"{settings.train_csv} (its last {len(y_train) - cut} rows, the validation tail)",
-                     x_train[tail], y_train[tail])
-    return save_for_workers(x_train[head], y_train[head], x_train[tail], y_train[tail])
+    # The validation tail, cut into VALIDATION_FOLDS consecutive blocks; fold k
+    # trains on every row before its block (walk-forward), so no fold ever
+    # learns from its own future.
+    n = len(y_train)
+    start = int(round(n * (1 - settings.validation_fraction)))
+    bounds = [start + (n - start) * k // settings.validation_folds for k in range(settings.validation_folds + 1)]
+    folds = []
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        check_train_test(settings.train_csv, x_train[:a], y_train[:a],
+                         f"{settings.train_csv} (rows {a + 1}-{b}, validation fold {k + 1})", x_train[a:b], y_train[a:b])
+        folds.append(save_for_workers(x_train[:a], y_train[:a], x_train[a:b], y_train[a:b]))
+    return combine_folds(folds, y_train[start:])
+
+
+def combine_folds(folds: list[dict], labels) -> dict:
+    """Per-fold worker files, and the labels of all folds in order (for the permutation test)."""
+    path = Path(folds[0]["files"]["eval_y"]).parent / "all_eval_y.npy"
+    np.save(path, np.ascontiguousarray(labels))
+    return {"folds": [f["files"] for f in folds], "fold_rows": [f["rows"] for f in folds],
+            "n_features": folds[0]["n_features"], "labels": str(path)}
 
 
 def prepare_confirmation_data(settings: Settings) -> dict:
@@ -348,7 +365,7 @@ def save_for_workers(x_train, y_train, x_eval, y_eval) -> dict:
                         "eval_x": scaler.transform(x_eval), "eval_y": y_eval}.items():
         files[name] = str(folder / f"{name}.npy")
         np.save(files[name], np.ascontiguousarray(array))
-    return {"files": files, "n_features": x_train.shape[1], "positive_rate": float(np.mean(y_eval))}
+    return {"files": files, "n_features": x_train.shape[1], "rows": len(y_eval)}
 
 
 def run_record(settings: Settings) -> dict:
@@ -374,6 +391,7 @@ def run_fingerprint(settings: Settings, combinations: list[dict]) -> dict:
         # in validation mode the test file is read only at confirmation; its digest is checked then
         "TEST_CSV": file_digest(settings.test_csv) if settings.selection == "test" else None,
         "VALIDATION_FRACTION": settings.validation_fraction if settings.selection == "validation" else None,
+        "VALIDATION_FOLDS": settings.validation_folds if settings.selection == "validation" else None,
     }
 
 
@@ -419,8 +437,10 @@ def open_study(run_dir: Path, fingerprint: dict, settings: Settings, name: str =
 class Recorder:
     """Holds the results so far; writes them to the study at once and to the CSVs every few seconds."""
 
-    def __init__(self, run_dir: Path, study, settings: Settings) -> None:
+    def __init__(self, run_dir: Path, study, settings: Settings, fold_rows: list[int]) -> None:
         self.run_dir, self.study, self.settings = run_dir, study, settings
+        self.fold_rows = fold_rows
+        self.partial: dict[str, dict[tuple[int, int], dict]] = {}  # combination -> (rerun, fold) -> result
         self.rerun_rows: list[dict] = []
         self.predictions: dict[tuple[str, int], bytes] = {}  # packed 0/1 predictions on the ranked set
         self.confirmation_rows: list[dict] = []
@@ -446,8 +466,36 @@ class Recorder:
         self._update_best()
         return done
 
-    def add_results(self, results: list[dict], trainings: dict) -> None:
-        import optuna
+    def add_results(self, results: list[dict], trainings: dict, fold: int = 0) -> int:
+        """Record a task's results; returns how many combinations they completed.
+
+        With walk-forward folds a combination is complete once every rerun
+        has every fold; its counts are then summed over the folds (one
+        p-value per rerun on the whole validation tail).
+        """
+        complete = []
+        for r in results:
+            parts = self.partial.setdefault(r["combination"], {})
+            parts[(r["rerun"], fold)] = r
+            if len(parts) == self.settings.rerun_count * len(self.fold_rows):
+                complete.extend(self._pool_folds(self.partial.pop(r["combination"])))
+        if complete:
+            self._record(complete, trainings)
+        return len({r["combination"] for r in complete})
+
+    def _pool_folds(self, parts: dict) -> list[dict]:
+        pooled = []
+        for rerun in range(self.settings.rerun_count):
+            folds = [parts[(rerun, k)] for k in range(len(self.fold_rows))]
+            bits = np.concatenate([np.unpackbits(np.frombuffer(f["predictions"], dtype=np.uint8), count=n)
+                                   for f, n in zip(folds, self.fold_rows)])
+            pooled.append({**folds[0], **{k: sum(f[k] for f in folds) for k in ("tp", "fp", "tn", "fn", "seconds")},
+                           "diverged": any(f["diverged"] for f in folds),
+                           "train_loss": float(np.mean([f["train_loss"] for f in folds])),
+                           "predictions": np.packbits(bits).tobytes()})
+        return pooled
+
+    def _record(self, results: list[dict], trainings: dict) -> None:
         from evaluate import score_reruns
         from results import hyperparameter_columns
         import pandas as pd

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     if any(c["loss_function"] != "bce" for c, _ in jobs):
         raise SystemExit("the naive baseline implements the bce loss only")
     counts = Parallel(n_jobs=settings.cpu_count, backend="loky")(
-        delayed(_train_one)(c, seed, data["files"], settings.prediction_threshold) for c, seed in jobs)
+        delayed(_train_one)(c, seed, data["folds"][0], settings.prediction_threshold) for c, seed in jobs)
     with open(args.out, "w") as f:
         json.dump(counts, f)
     return 0

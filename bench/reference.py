@@ -19,3 +19,4 @@ TEST_CSV = "../example_data/test.csv"
 LATEST_CSV = "../example_data/latest.csv"
 RESULTS_DIR = "out"
 DEVICE = "cpu"
+SELECTION = "test"   # rank on the test file, as the naive baseline does: 96 trainings, no confirmation

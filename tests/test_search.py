@@ -317,3 +317,14 @@ def test_evaluate_cli_reranks_reports_and_predicts(tmp_path, data_dir):
     refused = subprocess.run([sys.executable, "evaluate.py", str(run), "--predict", str(bad)],
                              cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode == 2 and "bad.csv" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_walk_forward_folds_pool_counts_over_the_validation_tail(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, SELECTION="validation", CONFIRM_TOP_K=1, VALIDATION_FOLDS=3,
+                          VALIDATION_FRACTION=0.3, grid={"learning_rate": [1e-2, 1e-3]})
+    done = run_search(config, tmp_path / "results")
+    assert done.returncode == 0, done.stderr
+    reruns = pd.read_csv(tmp_path / "results" / "small" / "reruns.csv")
+    assert len(reruns) == 2 * 3  # one row per rerun: the 3 folds are summed
+    assert (reruns[["tp", "fp", "tn", "fn"]].sum(axis=1) == 120).all()  # the last 30% of 400 rows
+    assert "Family-wise p-value" in done.stdout
