@@ -49,6 +49,15 @@ SEED = 0                             # same SEED, same results, whatever CPU_COU
 DEVICE = "auto"                      # auto (a GPU if there is one), cpu, or cuda
 P_VALUE_TEST = "binomial"            # binomial (precision vs the base rate), or fisher (one-sided exact test)
 
+SELECTION = "validation"             # rank on the train file's recent tail, confirm the best on the test file once;
+                                     # "test" ranks directly on the test file (then its p-values are not out-of-sample)
+VALIDATION_FRACTION = 0.2            # the last 20% of the train file's rows (it is in time order) rank the combinations
+VALIDATION_FOLDS = 1                 # >1: walk-forward folds over that tail (more robust, that many times the work)
+CONFIRM_TOP_K = 5                    # how many of the best are retrained on all of train and tested on the test file
+FALSE_DISCOVERY_RATE = 0.05          # 'significant' in ranking.csv: Benjamini-Hochberg q-value at most this
+PERMUTATIONS = 1000                  # label permutations for the winner's family-wise p-value (0 to skip)
+PERMUTATION_BLOCK_LENGTH = 50        # rows moved together, keeping neighbouring days' shared market moves intact
+
 TRAIN_CSV = "example_data/train.csv"     # rows: features..., 0/1 label; no header
 TEST_CSV = "example_data/test.csv"       # same format; the ranking is computed on this set
 LATEST_CSV = "example_data/latest.csv"   # rows: ticker, features...; scored by the winner

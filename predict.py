@@ -10,9 +10,7 @@ of their predicted probabilities. The weights are saved in the run folder
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ import pandas as pd
 
 import plan
 from data import Standardizer, check_latest, load_labelled, load_latest
-from results import write_csv
+from results import atomic_write, write_csv
 from settings import HYPERPARAMETERS, normalize_value
 
 INTEGER_HYPERPARAMETERS = ("batch_size", "max_epochs", "lstm_hidden_size", "lstm_num_layers")
@@ -89,10 +87,7 @@ def winner_model(run_dir: Path, run: dict, cid: str, params: dict, x_train, y_tr
     print(f"Training combination {cid} on the whole train file ({len(seeds)} reruns)...", file=sys.stderr)
     model, _, _ = train_members(params, members, torch.from_numpy(x_train), torch.from_numpy(y_train),
                                 torch.device("cpu"))
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".winner.pt.", suffix=".tmp")
-    os.close(fd)
-    torch.save({"combination": cid, "hyperparameters": json.dumps(params), "seeds": seeds,
-                "weights": model.params.data.clone(), "layout": {k: list(v) for k, v in model.params.shapes.items()}},
-               tmp)
-    os.replace(tmp, path)
+    state = {"combination": cid, "hyperparameters": json.dumps(params), "seeds": seeds,
+             "weights": model.params.data.clone(), "layout": {k: list(v) for k, v in model.params.shapes.items()}}
+    atomic_write(path, lambda f: torch.save(state, f), binary=True)
     return model

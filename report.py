@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from results import atomic_write_text, write_csv
+from results import atomic_write, atomic_write_text, write_csv
 from settings import HYPERPARAMETERS
 
 SMALLEST_P = np.finfo(float).tiny  # p-values are clipped to this before -log10, so p = 0 stays finite
@@ -192,17 +190,8 @@ def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **su
 
 def save_png(fig, path: Path) -> None:
     """Save to a temporary file in the same folder, then rename into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI), binary=True)
     finally:
         fig.clear()
 

@@ -19,18 +19,23 @@ RERUN_COLUMNS = ["combination", "rerun", "seed", *HYPERPARAMETERS, "tp", "fp", "
 ERROR_COLUMNS = ["combination", *HYPERPARAMETERS, "outcome", "error", "traceback"]
 
 
-def atomic_write_text(text: str, path: Path) -> None:
+def atomic_write(path: Path, write, binary: bool = False) -> None:
+    """Call write(file) on a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    atomic_write(path, lambda f: f.write(text))
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
