@@ -70,6 +70,11 @@ def test_grid_sweep_end_to_end(tmp_path, data_dir):
     assert np.allclose(ranking.set_index("combination")["p_value"], medians.loc[ranking["combination"]])
     assert ranking["p_value"].is_monotonic_increasing
     assert ranking["rank"].tolist() == list(range(1, 13))
+    from statsmodels.stats.multitest import multipletests
+    np.testing.assert_allclose(ranking["p_value_holm"], multipletests(ranking["p_value"], method="holm")[1])
+    np.testing.assert_allclose(ranking["q_value"], multipletests(ranking["p_value"], method="fdr_bh")[1])
+    summary = __import__("json").loads((run / "summary.json").read_text())
+    assert 0 < summary["family_wise_p_value"] <= 1
     assert (run / "config.py").read_text() == config.read_text()
     assert pd.read_csv(run / "errors.csv").empty
     assert "12 combinations completed, 0 failed" in done.stdout
