@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from settings import ARCHITECTURE_KEYS, HYPERPARAMETERS, LSTM_ONLY, Settings
+from settings import ARCHITECTURE_KEYS, HYPERPARAMETERS, LSTM_ONLY, Settings, hidden_widths
 
 MAX_MEMBERS_PER_TASK = 64   # past this a fused step is compute-bound; bigger tasks only delay results
 MIN_MEMBERS_TO_SPLIT = 8    # below this, splitting a group costs more in per-step overhead than it balances
@@ -83,13 +83,16 @@ def architecture(combination: dict) -> tuple:
     return tuple(json.dumps(combination[k]) for k in ARCHITECTURE_KEYS)
 
 
-def member_cost(combination: dict, n_features: int) -> float:
-    """Relative cost of one training: weights times epochs (arithmetic) plus per-step overhead."""
-    widths = [n_features] + [max(1, int(m * n_features + 0.5)) for m in combination["hidden_layers"]] + [1]
+def training_flops(combination: dict, n_features: int, n_rows: int) -> float:
+    """Forward and backward FLOPs of one training (2 per multiply-add, backward twice the forward)."""
+    lstm = combination["model"] == "lstm"
+    n_in = combination["lstm_hidden_size"] if lstm else n_features
+    widths = [n_in] + hidden_widths(combination["hidden_layers"], n_in) + [1]
     weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-    if combination["model"] == "lstm":
-        weights += 4 * combination["lstm_hidden_size"] ** 2 * n_features * combination["lstm_num_layers"]
-    return weights * combination["max_epochs"]
+    if lstm:  # every feature is one step through each layer's 4 gates
+        h = combination["lstm_hidden_size"]
+        weights += n_features * 4 * h * (h + 1) * combination["lstm_num_layers"]
+    return 6 * weights * n_rows * combination["max_epochs"]
 
 
 def _unit_order(reruns: list[dict]) -> tuple:
@@ -130,5 +133,5 @@ def make_tasks(trainings: list[dict], cpu_count: int, n_features: int) -> list[l
         bounds = [i * len(units) // chunks for i in range(chunks + 1)]
         for start, stop in zip(bounds[:-1], bounds[1:]):
             tasks.append([t for unit in units[start:stop] for t in unit])
-    tasks.sort(key=lambda task: -sum(member_cost(t["params"], n_features) for t in task))
+    tasks.sort(key=lambda task: -sum(training_flops(t["params"], n_features, 1) for t in task))
     return tasks

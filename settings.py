@@ -75,6 +75,11 @@ SETTING_DEFAULTS = {
 }
 
 
+def hidden_widths(multipliers, n_inputs: int) -> list[int]:
+    """`[2, 3, 0.5]` x 30 inputs -> [60, 90, 15] units; never fewer than one."""
+    return [max(1, int(m * n_inputs + 0.5)) for m in multipliers]
+
+
 class ConfigError(Exception):
     """A mistake in the config file or the command line, explained for the user."""
 
@@ -168,23 +173,19 @@ def _validate(path: Path, v: dict) -> Settings:
                      f"(more worker processes than cores only slows every one of them down).")
         cpu_count = cores
     threshold = v["PREDICTION_THRESHOLD"]
-    if not _is_number(threshold) or not 0 < threshold < 1:
-        raise ConfigError(f"PREDICTION_THRESHOLD = {threshold!r} is not valid: it must be a number strictly "
-                          f"between 0 and 1 (0.5 predicts 'up' when the model's probability is at least 50%).")
+    _require_fraction("PREDICTION_THRESHOLD", threshold, "0.5 predicts 'up' when the model's probability is at least 50%")
     _require_int("SEED", v["SEED"], minimum=0)
     _require_choice("DEVICE", v["DEVICE"], DEVICES)
     _require_choice("P_VALUE_TEST", v["P_VALUE_TEST"], P_VALUE_TESTS)
     _require_choice("SELECTION", v["SELECTION"], SELECTIONS)
     fraction = v["VALIDATION_FRACTION"]
-    if not _is_number(fraction) or not 0 < fraction < 1:
-        raise ConfigError(f"VALIDATION_FRACTION = {fraction!r} is not valid: it must be a number strictly between "
-                          f"0 and 1, the share of the train file's last rows used to rank combinations (0.2 = 20%).")
+    _require_fraction("VALIDATION_FRACTION", fraction,
+                      "the share of the train file's last rows used to rank combinations; 0.2 = 20%")
     _require_int("CONFIRM_TOP_K", v["CONFIRM_TOP_K"], minimum=0)
     _require_int("VALIDATION_FOLDS", v["VALIDATION_FOLDS"], minimum=1)
     fdr = v["FALSE_DISCOVERY_RATE"]
-    if not _is_number(fdr) or not 0 < fdr < 1:
-        raise ConfigError(f"FALSE_DISCOVERY_RATE = {fdr!r} is not valid: it must be a number strictly between 0 "
-                          f"and 1, the share of false discoveries tolerated among 'significant' rows (0.05 = 5%).")
+    _require_fraction("FALSE_DISCOVERY_RATE", fdr,
+                      "the share of false discoveries tolerated among 'significant' rows; 0.05 = 5%")
     _require_int("PERMUTATIONS", v["PERMUTATIONS"], minimum=0)
     _require_int("PERMUTATION_BLOCK_LENGTH", v["PERMUTATION_BLOCK_LENGTH"], minimum=1)
     paths = {}
@@ -288,6 +289,11 @@ def _is_int(value) -> bool:
 def _require_int(key: str, value, minimum: int) -> None:
     if not _is_int(value) or value < minimum:
         raise ConfigError(f"{key} = {value!r} is not valid: it must be a whole number of at least {minimum}.")
+
+
+def _require_fraction(key: str, value, meaning: str) -> None:
+    if not _is_number(value) or not 0 < value < 1:
+        raise ConfigError(f"{key} = {value!r} is not valid: it must be a number strictly between 0 and 1 ({meaning}).")
 
 
 def _require_bool(key: str, value) -> None:

@@ -563,7 +563,6 @@ class Recorder:
     def _update_best(self) -> None:
         self._dirty = True
         if self.rerun_rows:
-            import pandas as pd
             from evaluate import rank_combinations
             self.ranking = rank_combinations(self._reruns_table(), self.settings.false_discovery_rate)
             self.best_p = float(self.ranking["p_value"].iloc[0])

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,25 +80,16 @@ def matmul_gflops() -> float:
     return 2 * 512 ** 3 * n / (time.perf_counter() - start) / 1e9
 
 
-def training_flops(config: Path) -> float:
-    """Multiply-adds x 2 of forward and backward passes, summed over the sweep's trainings."""
+def sweep_flops(config: Path) -> float:
+    """The sweep's forward and backward FLOPs, summed over its trainings."""
     sys.path.insert(0, str(ROOT))
     import plan
-    from models.components import hidden_widths
     from settings import load_settings
     settings = load_settings(config)
     rows = sum(1 for _ in open(settings.train_csv))
     features = len(open(settings.train_csv).readline().split(",")) - 1
-    total = 0.0
-    for c in plan.planned_combinations(settings):
-        n_in = c["lstm_hidden_size"] if c["model"] == "lstm" else features
-        widths = [n_in] + hidden_widths(c["hidden_layers"], n_in) + [1]
-        weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-        if c["model"] == "lstm":
-            h = c["lstm_hidden_size"]
-            weights += features * (4 * h * (h + 1)) * c["lstm_num_layers"]
-        total += 6 * weights * rows * c["max_epochs"] * settings.rerun_count
-    return total
+    return sum(plan.training_flops(c, features, rows) * settings.rerun_count
+               for c in plan.planned_combinations(settings))
 
 
 def run_variant(name: str, skip_naive: bool, cpu_count: int) -> dict:
@@ -114,7 +103,7 @@ def run_variant(name: str, skip_naive: bool, cpu_count: int) -> dict:
     trainings = len(ours)
     row = {"variant": name, "trainings": trainings, "ours_s": ours_s, "ours_models_per_min": trainings / ours_s * 60,
            "ours_peak_mib": ours_mem, **{f"ours_{k}": v for k, v in quality(ours).items()}}
-    flops = training_flops(config)
+    flops = sweep_flops(config)
     row["bound_s"] = flops / (matmul_gflops() * 1e9 * cpu_count)
     if not skip_naive:
         counts_file = OUT / f"naive-{name}.json"

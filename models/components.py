@@ -14,11 +14,6 @@ import torch.nn.functional as F
 PRELU_INITIAL_SLOPE = 0.25  # torch.nn.PReLU's default
 
 
-def hidden_widths(multipliers, n_inputs: int) -> list[int]:
-    """`[2, 3, 0.5]` x 30 inputs -> [60, 90, 15] units; never fewer than one."""
-    return [max(1, int(m * n_inputs + 0.5)) for m in multipliers]
-
-
 def prelu(h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
     """PReLU with one learnable slope per member ([members, 1, 1])."""
     return torch.where(h >= 0, h, h * slope)

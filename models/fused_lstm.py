@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from models.components import hidden_widths
+from settings import hidden_widths
 from models.dropout import DropoutPool
 from models.flat import FlatParameters
 from models.fused_mlp import DenseStack

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from models.components import ACTIVATION_BACKWARD, ACTIVATIONS, INITIALIZATIONS, LOSSES, PRELU_INITIAL_SLOPE, hidden_widths, prelu
+from models.components import ACTIVATION_BACKWARD, ACTIVATIONS, INITIALIZATIONS, LOSSES, PRELU_INITIAL_SLOPE, prelu
 from models.dropout import DropoutPool
+from settings import hidden_widths
 from models.flat import FlatParameters
 
 

@@ -296,7 +296,7 @@ def test_make_tasks_most_expensive_first(tmp_path):
     grid = {"hidden_layers": [[1], [8, 8]], "max_epochs": [1, 4], "learning_rate": [1e-3, 1e-4]}
     combinations = plan.planned_combinations(make_settings(tmp_path, grid))
     tasks = plan.make_tasks(trainings_for(combinations, 2), 1, n_features=10)
-    costs = [sum(plan.member_cost(t["params"], 10) for t in task) for task in tasks]
+    costs = [sum(plan.training_flops(t["params"], 10, 1) for t in task) for task in tasks]
     assert len(tasks) == 4
     assert costs == sorted(costs, reverse=True)
     assert tasks[0][0]["params"]["hidden_layers"] == [8, 8] and tasks[0][0]["params"]["max_epochs"] == 4
