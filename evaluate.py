@@ -3,6 +3,7 @@
     python evaluate.py results/config          # re-rank and print a finished or running sweep
     python evaluate.py --compare results/last_week results/config
     python evaluate.py results/config --predict example_data/latest.csv
+    python evaluate.py --storage postgresql://user:pw@host/db --study NAME   # a shared study -> results/NAME
 
 A training's precision tp / (tp + fp) is compared with what guessing would
 give: if the model had no skill, each of its tp + fp positive predictions
@@ -63,7 +64,11 @@ def score_reruns(reruns: pd.DataFrame, test: str = "binomial") -> pd.DataFrame:
         p = fisher_precision_p_value(out["tp"], out["fp"], out["tn"], out["fn"])
     else:
         p = binomial_precision_p_value(out["tp"], out["fp"], positive_rate)
-    out["p_value"] = np.where(out["diverged"].astype(bool), 1.0, p)
+    # a diverged training, or one stopped early by the pruner, is no evidence of skill
+    hopeless = out["diverged"].astype(bool)
+    if "status" in out:
+        hopeless |= out["status"] == "pruned"
+    out["p_value"] = np.where(hopeless, 1.0, p)
     out["positive_rate"] = positive_rate
     return out
 
@@ -79,7 +84,7 @@ def rank_combinations(reruns: pd.DataFrame, false_discovery_rate: float = 0.05) 
     if reruns.empty:
         return pd.DataFrame(columns=["rank", "combination", *HYPERPARAMETERS, "p_value", "p_value_holm", "q_value",
                                      "significant", "precision", "positive_rate", *COUNT_COLUMNS, "reruns",
-                                     "diverged", "seconds"])
+                                     "diverged", "seconds", "status", "epochs"])
     grouped = reruns.groupby("combination", sort=False)
     table = grouped[list(HYPERPARAMETERS)].first()
     medians = grouped[["p_value", "precision", *COUNT_COLUMNS]].median()
@@ -88,6 +93,9 @@ def rank_combinations(reruns: pd.DataFrame, false_discovery_rate: float = 0.05) 
     table["reruns"] = grouped.size()
     table["diverged"] = grouped["diverged"].sum().astype(int)
     table["seconds"] = grouped["seconds"].sum()
+    if "status" in reruns:  # "pruned" when the pruner stopped it; older run folders have no such column
+        table["status"] = np.where(grouped["status"].agg(lambda s: (s == "pruned").any()), "pruned", "completed")
+        table["epochs"] = grouped["epochs"].median()
     table = table.reset_index()
     table = table.sort_values(["p_value", "precision", "tp", "combination"],
                               ascending=[True, False, False, True], na_position="last", kind="mergesort")
@@ -136,6 +144,11 @@ def main(argv=None) -> int:
         description="Re-rank a finished or running sweep from its reruns.csv, or compare two sweeps "
                     "(rank agreement, biggest rank changes, config differences) with --compare.")
     parser.add_argument("run", nargs="?", help="the run's results folder, e.g. results/config")
+    parser.add_argument("--storage", metavar="URL",
+                        help="rank a study shared through this database (with --study) instead of a run folder")
+    parser.add_argument("--study", metavar="NAME", help="the study's name in --storage")
+    parser.add_argument("--results", metavar="DIR", default="results",
+                        help="with --storage: write the ranking to DIR/NAME (default: results)")
     parser.add_argument("--top", type=int, default=10, help="how many rows to print (default 10)")
     parser.add_argument("--predict", nargs="?", const="", metavar="LATEST_CSV",
                         help="score a latest-data file (default: the run's LATEST_CSV) with the best "
@@ -143,6 +156,10 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                         help="compare two run folders' ranking.csv and config.py instead of re-ranking one")
     args = parser.parse_args(argv)
+    if args.storage is not None or args.study is not None:
+        if args.storage is None or args.study is None or args.run is not None or args.compare is not None:
+            parser.error("rank a shared study with both --storage URL and --study NAME (and no run folder)")
+        return _rank_study(args.storage, args.study, Path(args.results), args.top)
     if args.compare is not None and args.run is not None:
         parser.error("give either a run folder to re-rank or --compare RUN_A RUN_B, not both")
     if args.compare is None and args.run is None:
@@ -176,6 +193,49 @@ def main(argv=None) -> int:
     print_ranking(ranking, args.top)
     from report import write_report
     write_report(run, ranking, reruns)
+    return 0
+
+
+def _rank_study(url: str, name: str, results: Path, top: int) -> int:
+    """Write ranking.csv, reruns.csv, errors.csv and the report of a shared study, from any machine."""
+    from types import SimpleNamespace
+    from settings import ConfigError
+    from study import Ledger, open_storage, open_study
+    from sweep import Recorder
+    try:
+        storage = open_storage(url, results)
+        study = open_study(storage, name, None, create=False)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    run = study.user_attrs.get("run", {})
+    settings = SimpleNamespace(false_discovery_rate=run.get("FALSE_DISCOVERY_RATE", 0.05),
+                               selection=run.get("SELECTION", "test"), p_value_test=run.get("P_VALUE_TEST", "binomial"))
+    run_dir = results / name.replace("/", "_").replace(":", "_")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder(run_dir, study, settings, fold_rows=[])
+    status, trials = Ledger(storage, study, heartbeat_timeout=60, beat=False).refresh()
+    recorder.sync(trials)
+    if not recorder.rows:
+        print(f"error: the study {name!r} has no finished combination yet.", file=sys.stderr)
+        return 2
+    try:
+        confirmed = open_study(storage, f"{name}:confirmation", None, create=False)
+        rows = [row for t in confirmed.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
+                for row in t.user_attrs.get("reruns", [])]
+        recorder.set_confirmation(rows)
+    except ConfigError:
+        pass  # no confirmation step (SELECTION = "test", or it has not started)
+    recorder.flush(force=True)
+    ranking = recorder.ranking
+    running = len(status.claimed)
+    print(f"{len(ranking)} combinations from study {name!r}" +
+          (f" ({running} still being trained by other processes)" if running else ""))
+    print_ranking(ranking, top)
+    from report import write_report
+    from results import read_reruns
+    write_report(run_dir, ranking, read_reruns(run_dir / "reruns.csv"), study)
+    print(f"Ranking and report: {run_dir}")
     return 0
 
 

@@ -85,8 +85,8 @@ def winner_model(run_dir: Path, run: dict, cid: str, params: dict, x_train, y_tr
             model.params.data.copy_(saved["weights"])
             return model
     print(f"Training combination {cid} on the whole train file ({len(seeds)} reruns)...", file=sys.stderr)
-    model, _, _ = train_members(params, members, torch.from_numpy(x_train), torch.from_numpy(y_train),
-                                torch.device("cpu"))
+    model, *_ = train_members(params, members, torch.from_numpy(x_train), torch.from_numpy(y_train),
+                            torch.device("cpu"))
     state = {"combination": cid, "hyperparameters": json.dumps(params), "seeds": seeds,
              "weights": model.params.data.clone(), "layout": {k: list(v) for k, v in model.params.shapes.items()}}
     atomic_write(path, lambda f: torch.save(state, f), binary=True)

@@ -7,6 +7,11 @@
 Results go to RESULTS_DIR/<run name>/ (the run name defaults to the config
 file's name): ranking.csv, reruns.csv, errors.csv, a copy of the config, and
 the Optuna study (study.journal). Running the same command again resumes.
+
+    python search.py --config big.py --storage postgresql://sweep:pw@db-host/sweeps
+
+on several machines shares one study in the database: each machine trains
+its own share with its own CPU_COUNT, and every combination is trained once.
 """
 from __future__ import annotations
 
@@ -32,11 +37,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder under which this run's folder is written (overrides RESULTS_DIR)")
     parser.add_argument("--name", help="this run's folder name (default: the config file's name without .py)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="share the sweep through this database (e.g. postgresql://user:password@host/db): "
+                             "the same command on several machines splits the work (default: the run "
+                             "folder's study.journal)")
+    parser.add_argument("--study", metavar="NAME",
+                        help="the study's name in --storage (default: the run name)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.study is not None and args.storage is None:
+        return _fail(ConfigError("--study names a study in a shared database; give the database with "
+                                 "--storage URL as well (without --storage the run folder's journal is used, "
+                                 "and --name picks the folder)."))
     overrides = {"CPU_COUNT": args.cpu_count, "RERUN_COUNT": args.rerun_count}
     try:
         settings = load_settings(args.config, overrides)
@@ -57,7 +72,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             sweep = Sweep(settings, run_name=args.name or Path(args.config).stem,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, storage_url=args.storage, study_name=args.study)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         return sweep.run(executor)

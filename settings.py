@@ -26,6 +26,11 @@ WEIGHT_INITIALIZATIONS = ("default", "xavier_uniform", "xavier_normal", "kaiming
 P_VALUE_TESTS = ("binomial", "fisher")
 SELECTIONS = ("validation", "test")
 DEVICES = ("auto", "cpu", "cuda")
+# grid and random plan their combinations up front; the others are Optuna's
+# model-based samplers, which choose each next combination from the results so far
+PLANNED_SAMPLERS = ("grid", "random")
+SAMPLERS = PLANNED_SAMPLERS + ("tpe", "cmaes", "gp", "qmc")
+PRUNERS = ("median", "successive_halving", "hyperband")
 
 # What a hyperparameter left out of hyperparameter_values is fixed to.
 HYPERPARAMETER_DEFAULTS = {
@@ -46,6 +51,18 @@ HYPERPARAMETER_DEFAULTS = {
 }
 HYPERPARAMETERS = tuple(HYPERPARAMETER_DEFAULTS)
 LSTM_ONLY = ("lstm_hidden_size", "lstm_num_layers")
+
+# Hyperparameters a range (space.py) may stand for, and the values it must stay within.
+RANGE_LIMITS = {
+    "learning_rate": ("float", 0.0, None, "learning rates must be positive"),
+    "dropout": ("float", 0.0, 1.0, "dropout is a fraction from 0 up to but not including 1"),
+    "l1_regularization": ("float", 0.0, None, "regularization strengths must be >= 0"),
+    "l2_regularization": ("float", 0.0, None, "regularization strengths must be >= 0"),
+    "batch_size": ("int", 1, None, "batch sizes are whole numbers of at least 1"),
+    "max_epochs": ("int", 1, None, "epoch counts are whole numbers of at least 1"),
+    "lstm_hidden_size": ("int", 1, None, "LSTM sizes are whole numbers of at least 1"),
+    "lstm_num_layers": ("int", 1, None, "LSTM layer counts are whole numbers of at least 1"),
+}
 
 # Hyperparameters that fix the shape of the computation; trainings that agree
 # on these can be fused into one batched training (see training.py).
@@ -72,6 +89,9 @@ SETTING_DEFAULTS = {
     "FALSE_DISCOVERY_RATE": 0.05,
     "PERMUTATIONS": 1000,
     "PERMUTATION_BLOCK_LENGTH": 50,
+    "SAMPLER": None,  # None: "grid" if EXPLORE_ALL_COMBINATIONS else "random"
+    "PRUNER": None,
+    "HEARTBEAT_TIMEOUT": 60,
 }
 
 
@@ -107,7 +127,15 @@ class Settings:
     false_discovery_rate: float = 0.05
     permutations: int = 1000
     permutation_block_length: int = 50
+    sampler: str = "grid"
+    pruner: str | None = None
+    heartbeat_timeout: float = 60.0
     warnings: tuple = field(default=())
+
+    @property
+    def planned(self) -> bool:
+        """True when the combinations are fixed up front (grid or random), not chosen as results come in."""
+        return self.sampler in PLANNED_SAMPLERS
 
 
 def load_settings(config_path: str | os.PathLike, overrides: dict | None = None) -> Settings:
@@ -129,6 +157,9 @@ def _read_config_file(path: Path) -> dict:
                           f"Fix that line and run again.") from None
     except Exception as err:  # the config's own code failed; say where
         line = _config_line(err, path)
+        from space import RangeError
+        if isinstance(err, RangeError):
+            raise ConfigError(f"Config file {path}{line}: the range {err}. Fix the bounds and run again.") from None
         raise ConfigError(f"Config file {path} failed to run{line}: {type(err).__name__}: {err}. "
                           f"A config file must be plain Python that runs on its own.") from None
     known = set(SETTING_DEFAULTS) | {"hyperparameter_values"}
@@ -188,6 +219,29 @@ def _validate(path: Path, v: dict) -> Settings:
                       "the share of false discoveries tolerated among 'significant' rows; 0.05 = 5%")
     _require_int("PERMUTATIONS", v["PERMUTATIONS"], minimum=0)
     _require_int("PERMUTATION_BLOCK_LENGTH", v["PERMUTATION_BLOCK_LENGTH"], minimum=1)
+    sampler = v["SAMPLER"]
+    if sampler is None:
+        sampler = "grid" if v["EXPLORE_ALL_COMBINATIONS"] else "random"
+    _require_choice("SAMPLER", sampler, SAMPLERS)
+    ranged = [name for name, values in grid.items() if _is_range(values)]
+    if ranged and sampler in PLANNED_SAMPLERS:
+        raise ConfigError(
+            f"hyperparameter_values[{ranged[0]!r}] = {grid[ranged[0]]!r} is a range, but SAMPLER is {sampler!r}, "
+            f"which needs a list of values to try (a range has no grid points). Either list the values, e.g. "
+            f"[1e-4, 1e-3, 1e-2], or set SAMPLER = \"tpe\" (or \"cmaes\", \"gp\", \"qmc\") to search the range "
+            f"with NUMBER_OF_COMBINATIONS_TO_TRY trials.")
+    if v["PRUNER"] is not None:
+        _require_choice("PRUNER", v["PRUNER"], PRUNERS + (None,))
+        if v["VALIDATION_FOLDS"] > 1:
+            raise ConfigError(f"PRUNER = {v['PRUNER']!r} cannot be combined with VALIDATION_FOLDS = "
+                              f"{v['VALIDATION_FOLDS']}: pruning compares each epoch's validation loss, and with "
+                              f"walk-forward folds a combination's folds train separately. Set VALIDATION_FOLDS = 1 "
+                              f"or PRUNER = None.")
+    timeout = v["HEARTBEAT_TIMEOUT"]
+    if not _is_number(timeout) or timeout < 1:
+        raise ConfigError(f"HEARTBEAT_TIMEOUT = {timeout!r} is not valid: it must be a number of seconds of at "
+                          f"least 1 (how long a process sharing the study may go silent before the others "
+                          f"take over its combinations; 60 is a good value).")
     paths = {}
     for key in ("TRAIN_CSV", "TEST_CSV", "LATEST_CSV", "RESULTS_DIR"):
         if not isinstance(v[key], (str, os.PathLike)) or str(v[key]) == "":
@@ -204,7 +258,8 @@ def _validate(path: Path, v: dict) -> Settings:
         p_value_test=v["P_VALUE_TEST"], selection=v["SELECTION"], validation_fraction=float(fraction),
         validation_folds=v["VALIDATION_FOLDS"],
         confirm_top_k=v["CONFIRM_TOP_K"], false_discovery_rate=float(fdr), permutations=v["PERMUTATIONS"],
-        permutation_block_length=v["PERMUTATION_BLOCK_LENGTH"], warnings=tuple(notes))
+        permutation_block_length=v["PERMUTATION_BLOCK_LENGTH"], sampler=sampler, pruner=v["PRUNER"],
+        heartbeat_timeout=float(timeout), warnings=tuple(notes))
 
 
 def _validate_hyperparameters(grid) -> dict:
@@ -216,6 +271,9 @@ def _validate_hyperparameters(grid) -> dict:
         if name not in HYPERPARAMETER_DEFAULTS:
             raise ConfigError(f"hyperparameter_values has unknown hyperparameter {name!r}"
                               f"{_suggest(str(name), HYPERPARAMETERS)}. Valid names: {', '.join(HYPERPARAMETERS)}.")
+        if _is_range(values):
+            _validate_range(name, values)
+            continue
         if isinstance(values, (list, tuple)) and len(values) == 0:
             raise ConfigError(f"hyperparameter_values[{name!r}] is an empty list: give at least one value, "
                               f"or remove the key to use the default {HYPERPARAMETER_DEFAULTS[name]!r}.")
@@ -230,8 +288,31 @@ def _validate_hyperparameters(grid) -> dict:
             raise ConfigError(f"hyperparameter_values[{name!r}] = {values!r} lists a value twice; "
                               f"each value is tried once, so list it once.")
     full = {name: [default] for name, default in HYPERPARAMETER_DEFAULTS.items()}
-    full.update({name: [normalize_value(name, x) for x in values] for name, values in grid.items()})
+    full.update({name: values if _is_range(values) else [normalize_value(name, x) for x in values]
+                 for name, values in grid.items()})
     return full
+
+
+def _is_range(values) -> bool:
+    from space import Range
+    return isinstance(values, Range)
+
+
+def _validate_range(name: str, r) -> None:
+    where = f"hyperparameter_values[{name!r}] = {r!r}"
+    if name not in RANGE_LIMITS:
+        raise ConfigError(f"{where} is a range, but {name} takes one of a list of values, not a range. "
+                          f"Ranges work for {', '.join(RANGE_LIMITS)}; write a list, e.g. "
+                          f"[{HYPERPARAMETER_DEFAULTS[name]!r}].")
+    kind, low, high, meaning = RANGE_LIMITS[name]
+    if kind == "int" and not r.is_int:
+        raise ConfigError(f"{where} is not valid: {name} is a whole number, so write intrange({int(r.low)}, "
+                          f"{int(r.high)}) ({meaning}).")
+    if kind == "float" and r.is_int:
+        raise ConfigError(f"{where} is not valid: {name} is not a whole number; use uniform() or loguniform().")
+    too_low = r.low < low or (name == "learning_rate" and r.low <= 0)
+    if too_low or (high is not None and r.high >= high):
+        raise ConfigError(f"{where} is not valid: {meaning}.")
 
 
 _CHOICES = {"model": MODELS, "activation": ACTIVATIONS, "loss_function": LOSS_FUNCTIONS,

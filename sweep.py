@@ -27,58 +27,67 @@ from joblib.externals.loky.process_executor import ShutdownExecutorError
 import plan
 import worker
 from data import DataError, Standardizer, check_train_test, load_labelled
-from settings import HYPERPARAMETERS, ConfigError, Settings
+from settings import HYPERPARAMETERS, Settings
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
 
 class Sweep:
-    def __init__(self, settings: Settings, run_name: str, progress: bool = True) -> None:
+    def __init__(self, settings: Settings, run_name: str, progress: bool = True,
+                 storage_url: str | None = None, study_name: str | None = None) -> None:
         self.settings = settings
         self.progress = progress
         self.run_dir = settings.results_dir / run_name
+        self.storage_url = storage_url
+        # the local journal holds one sweep per run folder; a shared database holds many, by name
+        self.study_name = study_name or (run_name if storage_url else "sweep")
         self.data = prepare_data(settings)
-        self.combinations = plan.planned_combinations(settings)
+        self.combinations = plan.planned_combinations(settings) if settings.planned else []
         self.fingerprint = run_fingerprint(settings, self.combinations)
+
+    @property
+    def total(self) -> int:
+        return len(self.combinations) if self.settings.planned else self.settings.number_of_combinations_to_try
 
     # ------------------------------------------------------------------ run
     def run(self, executor) -> int:
         from tqdm import tqdm
         from results import atomic_write_text
+        from study import Ledger, open_storage, open_study
+        from strategies import make_pruner, make_sampler
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.run_dir.glob(".*.tmp"):  # a write that a kill interrupted before its rename
             stale.unlink()
-        study = open_study(self.run_dir, self.fingerprint, self.settings)
+        self.storage = open_storage(self.storage_url, self.run_dir)
+        study = open_study(self.storage, self.study_name, self.fingerprint,
+                           sampler=make_sampler(self.settings), pruner=make_pruner(self.settings))
+        if "run" not in study.user_attrs:  # what `evaluate.py --storage` needs to rank this study
+            study.set_user_attr("run", run_record(self.settings))
         atomic_write_text(self.settings.config_path.read_text(), self.run_dir / "config.py")
         atomic_write_text(json.dumps(run_record(self.settings), indent=2), self.run_dir / "run.json")
+        self.ledger = Ledger(self.storage, study, self.settings.heartbeat_timeout)
         self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"])
-
-        done = self.recorder.load_finished()
-        todo = [c for c in self.combinations if plan.combination_id(c) not in done]
-        if done:
-            print(f"Resuming {self.run_dir}: {len(done)} of {len(self.combinations)} combinations "
-                  f"already finished and kept; training the other {len(todo)}.", file=sys.stderr)
-        self.pool = Pool(executor, self.settings.cpu_count, self._payload)
+        status, trials = self.ledger.refresh()
+        self.recorder.sync(trials)
+        if self.recorder.finished:
+            print(f"Resuming {self.run_dir if self.storage_url is None else 'study ' + repr(self.study_name)}: "
+                  f"{len(self.recorder.finished)} of {self.total} combinations already finished and kept; "
+                  f"training the others.", file=sys.stderr)
+        self.pool = Pool(executor, self.settings.cpu_count, self._payload, folds=len(self.data["folds"]))
         self.crashes: dict[str, int] = {}
-        trainings = self._trainings(todo, folds=len(self.data["folds"]))
-        for task in plan.make_tasks(trainings, self.settings.cpu_count, self.data["n_features"]):
-            self.pool.submit(task)
-        self.bar = tqdm(total=len(self.combinations), initial=len(done), unit="combination",
+        self.bar = tqdm(total=self.total, initial=len(self.recorder.finished), unit="combination",
                         disable=not self.progress, dynamic_ncols=True, smoothing=0.1)
         # Ctrl-C only sets a flag, checked between results, so that it never
         # lands halfway through recording one; a second Ctrl-C exits at once.
         self.stop_requested = False
         previous = signal.signal(signal.SIGINT, self._on_interrupt)
         try:
-            while self.pool.pending and not self.stop_requested:
-                for future, task in self.pool.wait_for_some(timeout=0.5):
-                    for retry in self._collect(future, task):
-                        self.pool.submit(retry)
-                self.recorder.flush(force=False)
+            self._drive(self.ledger, self._claim_sweep, self._record_sweep, self.pool)
             if self.stop_requested:
                 return self._interrupted()
             self.bar.close()
+            self._sync()
             self.recorder.flush(force=True)
             if self.settings.selection == "validation" and self.settings.confirm_top_k and self.recorder.ranking is not None:
                 failed = self._confirm()
@@ -89,18 +98,110 @@ class Sweep:
         finally:
             signal.signal(signal.SIGINT, previous)
             self.bar.close()
+            self.ledger.leave()
         return self._summary()
+
+    # ---------------------------------------------------------- the loop
+    def _drive(self, ledger, claim, record, pool) -> None:
+        """Claim, train and record until the study is finished by all processes, or Ctrl-C.
+
+        New work is claimed whenever fewer tasks are queued than there are
+        workers, so the workers never wait while this process records. When
+        nothing is left to claim but other processes still hold combinations,
+        this one waits: if one of them goes silent, its combinations come free
+        and are claimed here.
+        """
+        self.claims: dict[str, object] = {}  # cid -> Claim, for the combinations this process is training
+        self.active_ledger = ledger
+        finished, last_claim = False, 0.0
+        while not self.stop_requested:
+            ledger.beat()
+            if len(pool.pending) < pool.cpu_count and (pool.pending or time.monotonic() - last_claim >= 1.0):
+                last_claim = time.monotonic()
+                claims, finished = claim()
+                for c in claims:
+                    self.claims[c.cid] = c
+                # with a pruner, each combination trains alone: its trial decides after each epoch
+                groups = [[c] for c in claims] if self.settings.pruner is not None else [claims]
+                for group in groups:
+                    trainings = self._trainings([c.combination for c in group], folds=pool.folds)
+                    for task in plan.make_tasks(trainings, pool.cpu_count, self.data["n_features"]):
+                        pool.submit(task)
+                if taken := ledger.taken_over:
+                    print(f"note: took over {len(taken)} combinations from a process that stopped responding "
+                          f"(no heartbeat for {ledger.timeout:g} s).", file=sys.stderr)
+                    ledger.taken_over = []
+            if pool.pending:
+                for future, task in pool.wait_for_some(timeout=0.5):
+                    for retry in self._collect(future, task, record):
+                        pool.submit(retry)
+            elif finished:
+                return
+            else:  # other processes hold the rest: wait for them, or for their heartbeats to stop
+                self.bar.set_postfix_str("waiting for other processes")
+                time.sleep(0.5)
+            self.recorder.flush(force=False)
+
+    def _claim_sweep(self):
+        """Claim the next round of the sweep; returns (claims, whether the sweep is finished everywhere)."""
+        round_size = _round_size(self.settings, self.pool.cpu_count, len(self.data["folds"]))
+        if self.settings.planned:
+            candidates = [(plan.combination_id(c), c) for c in self.combinations]
+            claims, status = self.ledger.claim_planned(candidates, round_size, self.recorder.trial_template)
+            finished = all(status.records.get(cid) is not None or cid in status.failed for cid, _ in candidates)
+        else:
+            from strategies import suggest_combination
+            values = self.settings.hyperparameter_values
+            claims, status, exhausted = self.ledger.claim_asked(
+                round_size, self.settings.number_of_combinations_to_try,
+                lambda trial: _with_id(suggest_combination(trial, values)))
+            if exhausted and not claims and not self.claims:
+                print(f"note: the sampler keeps proposing combinations already tried; the space holds no more "
+                      f"new ones, so the sweep stops at {status.used}.", file=sys.stderr)
+            done = len(status.records) + len(status.failed)
+            finished = not status.claimed and (exhausted or done >= self.settings.number_of_combinations_to_try)
+        self._show_progress(status)
+        return claims, finished and not self.pool.pending
+
+    def _show_progress(self, status) -> None:
+        done = len(status.records) + len(status.failed)
+        if done != self.bar.n:
+            self.bar.n = done
+            self.bar.refresh()
+        if status.claimants > 1:
+            self.bar.set_postfix_str(f"{status.claimants} processes", refresh=False)
+
+    def _record_sweep(self, task: list[dict], results: list[dict]) -> int:
+        """Record a finished task of the sweep; returns how many combinations it completed."""
+        completed = self.recorder.add_results(results, {(t["combination"], t["rerun"]): t for t in task},
+                                              fold=task[0]["fold"])
+        for cid, reruns, bits in completed:
+            claim = self.claims.pop(cid)
+            pruned = any(r.get("status") == "pruned" for r in reruns)
+            from optuna.trial import TrialState
+            value = None if pruned else float(np.median([r["p_value"] for r in reruns]))
+            if self.ledger.finish(claim, TrialState.PRUNED if pruned else TrialState.COMPLETE, value,
+                                  {"reruns": reruns, "predictions": bits}):
+                self.recorder.keep(cid, reruns, bits)
+        if self.recorder.best_p is not None:
+            self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
+        return len(completed)
+
+    def _sync(self) -> None:
+        """Take in what other processes sharing the study have recorded."""
+        _, trials = self.ledger.refresh()
+        self.recorder.sync(trials)
 
     def _confirm(self) -> int:
         """Retrain the top CONFIRM_TOP_K combinations on the whole train file and test them once on the test file.
 
         The same reruns with the same seeds as in the validation sweep; the
-        test file is opened here for the first time. Returns an exit code
-        when the test file is unusable (the validation ranking is kept).
+        test file is opened here for the first time. Processes sharing the
+        study share this step too (its own study, claimed the same way).
+        Returns an exit code when the test file is unusable (the validation
+        ranking is kept).
         """
-        import pandas as pd
-        from evaluate import score_reruns
-        from results import hyperparameter_columns
+        from study import Ledger, open_study
         top = list(self.recorder.ranking["combination"].head(self.settings.confirm_top_k))
         try:
             data = prepare_confirmation_data(self.settings)
@@ -108,35 +209,35 @@ class Sweep:
             print(f"error: {err} The validation ranking is in {self.run_dir}.", file=sys.stderr)
             return 2
         fingerprint = {**self.fingerprint, "TEST_CSV": file_digest(self.settings.test_csv), "top": top}
-        study = open_study(self.run_dir, fingerprint, self.settings, name="confirmation")
-        done = {t.user_attrs["combination"]: t.user_attrs["reruns"] for t in study.get_trials(deepcopy=False)
-                if t.state.name == "COMPLETE"}
-        by_id = {plan.combination_id(c): c for c in self.combinations}
-        trainings = self._trainings([by_id[cid] for cid in top if cid not in done])
+        name = "confirmation" if self.storage_url is None else f"{self.study_name}:confirmation"
+        study = open_study(self.storage, name, fingerprint)
+        ledger = Ledger(self.storage, study, self.settings.heartbeat_timeout)
+        by_id = {cid: self.recorder.params[cid] for cid in top}
         print(f"Confirming the top {len(top)} combinations on {self.settings.test_csv} "
               f"(retrained on the whole train file)...", file=sys.stderr)
         pool = Pool(self.pool.executor, self.settings.cpu_count, lambda t: self._payload(t, data["files"]))
-        for task in plan.make_tasks(trainings, self.settings.cpu_count, data["n_features"]):
-            pool.submit(task)
-        while pool.pending and not self.stop_requested:
-            for future, task in pool.wait_for_some(timeout=0.5):
-                if future.exception() is not None:
-                    for cid in self._combinations_in(task):
-                        self.recorder.add_error(next(t for t in task if t["combination"] == cid),
-                                                future.exception(), outcome="failed in confirmation")
-                    continue
-                params = {(t["combination"], t["rerun"]): t["params"] for t in task}
-                rows = [{"combination": r["combination"], "rerun": r["rerun"], "seed": r["seed"],
-                         **hyperparameter_columns(params[(r["combination"], r["rerun"])]),
-                         **{k: r[k] for k in ("tp", "fp", "tn", "fn", "diverged", "train_loss", "seconds")}}
-                        for r in future.result()]
-                scored = score_reruns(pd.DataFrame(rows), self.settings.p_value_test).drop(columns="positive_rate")
-                for cid, group in scored.groupby("combination"):
-                    reruns = [{k: (None if isinstance(v, float) and np.isnan(v) else _plain(v)) for k, v in r.items()}
-                              for r in group.to_dict("records")]
-                    self.recorder.record_trial(study, by_id[cid], cid, reruns)
-                    done[cid] = reruns
-        self.recorder.set_confirmation([row for cid in top if cid in done for row in done[cid]])
+
+        def claim():
+            claims, status = ledger.claim_planned([(cid, by_id[cid]) for cid in top], len(top),
+                                                  self.recorder.trial_template)
+            return claims, all(cid in status.records or cid in status.failed for cid in top) and not pool.pending
+
+        def record(task, results):
+            from optuna.trial import TrialState
+            rows = self.recorder.scored_rows(results, {(t["combination"], t["rerun"]): t for t in task})
+            for cid, reruns in rows.items():
+                ledger.finish(self.claims.pop(cid), TrialState.COMPLETE,
+                              float(np.median([r["p_value"] for r in reruns])), {"reruns": reruns})
+            return 0
+
+        try:
+            self._drive(ledger, claim, record, pool)
+        finally:
+            ledger.leave()
+        _, trials = ledger.refresh()
+        confirmed = {t.user_attrs["combination"]: t.user_attrs["reruns"] for t in trials
+                     if t.state.name == "COMPLETE" and "reruns" in t.user_attrs}
+        self.recorder.set_confirmation([row for cid in top if cid in confirmed for row in confirmed[cid]])
         self.recorder.flush(force=True)
         return 0
 
@@ -150,15 +251,17 @@ class Sweep:
     def _interrupted(self) -> int:
         """First Ctrl-C: stop dispatching, drop the trainings in flight, keep what finished, say how to resume."""
         self.pool.stop()
+        self.ledger.release(list(self.claims.values()))  # others sharing the study may take them at once
         self.bar.close()
+        self._sync()
         self.recorder.flush(force=True)
         command = " ".join([Path(sys.executable).name, *sys.argv]) if sys.argv and sys.argv[0] else "python search.py"
-        print(f"\nInterrupted: {len(self.recorder.finished)} of {len(self.combinations)} combinations are "
+        print(f"\nInterrupted: {len(self.recorder.finished)} of {self.total} combinations are "
               f"finished and saved in {self.run_dir} (the trainings in flight were dropped).\n"
               f"Resume with:  {command}", file=sys.stderr)
         return 130
 
-    def _collect(self, future, task: list[dict]) -> list[list[dict]]:
+    def _collect(self, future, task: list[dict], record) -> list[list[dict]]:
         """Record a finished task; return the retries it needs.
 
         A failed task with several combinations is split so that each runs
@@ -170,11 +273,7 @@ class Sweep:
         ids = self._combinations_in(task)
         error = future.exception()
         if error is None:
-            completed = self.recorder.add_results(future.result(), {(t["combination"], t["rerun"]): t for t in task},
-                                                  fold=task[0]["fold"])
-            self.bar.update(completed)
-            if self.recorder.best_p is not None:
-                self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
+            self.bar.update(record(task, future.result()))
             return []
         crashed = isinstance(error, BrokenProcessPool)
         retries = []
@@ -189,7 +288,12 @@ class Sweep:
             elif len(ids) > 1:
                 retries.append(alone)
                 continue
-            self.recorder.add_error(alone[0], error, outcome="failed")
+            entry = self.recorder.add_error(alone[0], error, outcome="failed")
+            claim = self.claims.pop(cid, None)
+            if claim is not None:
+                from optuna.trial import TrialState
+                self.active_ledger.finish(claim, TrialState.FAIL, None, {"error": entry["error"],
+                                                                          "traceback": entry["traceback"]})
             self.bar.update(1)
         return retries
 
@@ -226,17 +330,24 @@ class Sweep:
         return out
 
     def _payload(self, task: list[dict], files: dict | None = None) -> dict:
-        return {"arch": task[0]["params"], "members": task, "data": files or self.data["folds"][task[0]["fold"]],
-                "threshold": self.settings.prediction_threshold, "device": self.settings.device}
+        payload = {"arch": task[0]["params"], "members": task, "data": files or self.data["folds"][task[0]["fold"]],
+                   "threshold": self.settings.prediction_threshold, "device": self.settings.device}
+        if self.settings.pruner is not None and files is None:
+            claim = self.claims[task[0]["combination"]]
+            payload["prune"] = {"storage": self.storage.spec, "study": self.study_name, "trial_id": claim.trial_id,
+                                "pruner": self.settings.pruner, "max_epochs": task[0]["params"]["max_epochs"]}
+        return payload
 
     def _summary(self) -> int:
         ranking = self.recorder.ranking
-        completed = 0 if ranking is None else len(ranking)
+        pruned = 0 if ranking is None else int((ranking["status"] == "pruned").sum())
+        completed = 0 if ranking is None else len(ranking) - pruned
         failed = sum(e["outcome"] == "failed" for e in self.recorder.errors)
         retried = sum(e["outcome"] == "retried" for e in self.recorder.errors)
-        print(f"\n{completed} combinations completed, {failed} failed"
-              + (f" ({retried} retried after a worker died)" if retried else "") + f". Results: {self.run_dir}")
-        if completed == 0:
+        print(f"\n{completed} combinations completed, " + (f"{pruned} pruned, " if self.settings.pruner else "")
+              + f"{failed} failed" + (f" ({retried} retried after a worker died)" if retried else "")
+              + f". Results: {self.run_dir}")
+        if completed + pruned == 0:
             print(f"error: every combination failed; see {self.run_dir / 'errors.csv'} for the errors.",
                   file=sys.stderr)
             return 1
@@ -284,8 +395,8 @@ class Sweep:
 class Pool:
     """The worker processes and the tasks in flight; brings the pool back if a worker dies."""
 
-    def __init__(self, executor, cpu_count: int, payload) -> None:
-        self.executor, self.cpu_count, self.payload = executor, cpu_count, payload
+    def __init__(self, executor, cpu_count: int, payload, folds: int = 1) -> None:
+        self.executor, self.cpu_count, self.payload, self.folds = executor, cpu_count, payload, folds
         self.pending: dict = {}
 
     def submit(self, task: list[dict]) -> None:
@@ -382,9 +493,13 @@ def file_digest(path: Path) -> str:
 
 def run_fingerprint(settings: Settings, combinations: list[dict]) -> dict:
     """Everything that changes results: a run folder only ever holds results of one fingerprint."""
+    if settings.planned:
+        planned = json.dumps(sorted(map(plan.combination_id, combinations)))
+    else:  # a model-based sampler: the space it searches (the budget may grow on a resume)
+        planned = json.dumps({k: repr(v) for k, v in settings.hyperparameter_values.items()}, sort_keys=True)
     return {
-        "combinations": hashlib.sha256(json.dumps(sorted(map(plan.combination_id, combinations))).encode()
-                                       ).hexdigest()[:16],
+        "combinations": hashlib.sha256(planned.encode()).hexdigest()[:16],
+        "SAMPLER": None if settings.planned else settings.sampler, "PRUNER": settings.pruner,
         "RERUN_COUNT": settings.rerun_count, "SEED": settings.seed,
         "PREDICTION_THRESHOLD": settings.prediction_threshold, "P_VALUE_TEST": settings.p_value_test,
         "SELECTION": settings.selection, "TRAIN_CSV": file_digest(settings.train_csv),
@@ -395,79 +510,70 @@ def run_fingerprint(settings: Settings, combinations: list[dict]) -> dict:
     }
 
 
-def repair_torn_journal(path: Path) -> None:
-    """Drop a last record cut short by a kill or power loss.
-
-    Optuna reads past a torn last line, but appends the next record straight
-    after it, which makes the journal unreadable from then on. The torn
-    record was a combination that never finished recording; it is retrained.
-    """
-    if not path.exists():
-        return
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            f.truncate(data.rfind(b"\n") + 1)
-            print(f"note: {path} ended in a record cut short (the previous run was killed while "
-                  f"writing it); dropped it, the combination it held is trained again.", file=sys.stderr)
-
-
-def open_study(run_dir: Path, fingerprint: dict, settings: Settings, name: str = "sweep"):
-    """The run's Optuna study; refuses a folder that holds another config's or data's results."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    repair_torn_journal(run_dir / "study.journal")
-    storage = JournalStorage(JournalFileBackend(str(run_dir / "study.journal")))
-    study = optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True)
-    previous = study.user_attrs.get("fingerprint")
-    if previous is None:
-        study.set_user_attr("fingerprint", fingerprint)
-    elif previous != fingerprint:
-        differs = ", ".join(k for k in fingerprint if previous.get(k) != fingerprint[k])
-        raise ConfigError(
-            f"The results folder {run_dir} holds a sweep with a different {differs} than this one, and "
-            f"mixing them would corrupt the ranking. Run under another name with --name NEW_NAME (or "
-            f"another --results folder), or move that folder away to start over.")
-    return study
-
-
 # ------------------------------------------------------------------ recording
 class Recorder:
-    """Holds the results so far; writes them to the study at once and to the CSVs every few seconds."""
+    """The results so far (this process's and, after sync, every process's); writes the CSVs every few seconds.
+
+    The study is the record: each finished combination's reruns live on its
+    trial, and `sync` reads back what other processes sharing the study have
+    finished. Ranking is done lazily, when the CSVs are written, so that
+    recording stays cheap however many combinations a sweep has.
+    """
 
     def __init__(self, run_dir: Path, study, settings: Settings, fold_rows: list[int]) -> None:
         self.run_dir, self.study, self.settings = run_dir, study, settings
         self.fold_rows = fold_rows
         self.partial: dict[str, dict[tuple[int, int], dict]] = {}  # combination -> (rerun, fold) -> result
-        self.rerun_rows: list[dict] = []
+        self.rows: dict[str, list[dict]] = {}        # combination -> its scored reruns
+        self.params: dict[str, dict] = {}            # combination -> its hyperparameters
         self.predictions: dict[tuple[str, int], bytes] = {}  # packed 0/1 predictions on the ranked set
         self.confirmation_rows: list[dict] = []
-        self.confirmation = None
         self.errors: list[dict] = []
+        self._synced: set[int] = set()               # trial ids already taken in
         self.best_p = None
-        self.ranking = None
+        self._ranking = None
+        self._confirmation = None
         self._last_flush = 0.0
         self._dirty = True
 
-    def load_finished(self) -> set[str]:
-        """Combinations a previous run of this folder finished; their rows are kept as they were."""
-        from optuna.trial import TrialState
-        done = set()
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            cid = trial.user_attrs["combination"]
-            if cid in done:
-                continue
-            done.add(cid)
-            self.rerun_rows.extend(trial.user_attrs["reruns"])
-            for row, bits in zip(trial.user_attrs["reruns"], trial.user_attrs.get("predictions", [])):
-                self.predictions[(cid, row["rerun"])] = base64.b64decode(bits)
-        self._update_best()
-        return done
+    @property
+    def finished(self) -> set[str]:
+        return set(self.rows)
 
-    def add_results(self, results: list[dict], trainings: dict, fold: int = 0) -> int:
-        """Record a task's results; returns how many combinations they completed.
+    # -- taking results in
+    def sync(self, trials) -> None:
+        """Take in the finished combinations and recorded failures of the study's trials."""
+        from optuna.trial import TrialState
+        for trial in trials:
+            if trial._trial_id in self._synced or not trial.state.is_finished():
+                continue
+            self._synced.add(trial._trial_id)
+            cid = trial.user_attrs.get("combination")
+            if cid is None or cid in self.rows:
+                continue
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and "reruns" in trial.user_attrs:
+                bits = [base64.b64decode(b) for b in trial.user_attrs.get("predictions", [])]
+                self.keep(cid, trial.user_attrs["reruns"], bits, trial.user_attrs.get("params"))
+            elif trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
+                    not any(e["combination"] == cid and e["outcome"] == "failed" for e in self.errors):
+                self.errors.append({"combination": cid, **trial.user_attrs.get("columns", {}), "outcome": "failed",
+                                    "error": trial.user_attrs["error"], "traceback": trial.user_attrs["traceback"]})
+                self._dirty = True
+
+    def keep(self, cid: str, reruns: list[dict], bits: list[bytes], params: dict | None = None) -> None:
+        """One finished combination's reruns (and their packed predictions), as recorded in the study."""
+        self.rows[cid] = reruns
+        if params is not None:
+            self.params[cid] = params
+        for row, b in zip(reruns, bits):
+            self.predictions[(cid, row["rerun"])] = b if isinstance(b, bytes) else base64.b64decode(b)
+        p = float(np.median([r["p_value"] for r in reruns]))
+        self.best_p = p if self.best_p is None else min(self.best_p, p)
+        self._ranking = None
+        self._dirty = True
+
+    def add_results(self, results: list[dict], trainings: dict, fold: int = 0) -> list[tuple]:
+        """A task's results; returns the combinations they completed as (cid, scored reruns, prediction bits).
 
         With walk-forward folds a combination is complete once every rerun
         has every fold; its counts are then summed over the folds (one
@@ -479,9 +585,16 @@ class Recorder:
             parts[(r["rerun"], fold)] = r
             if len(parts) == self.settings.rerun_count * len(self.fold_rows):
                 complete.extend(self._pool_folds(self.partial.pop(r["combination"])))
-        if complete:
-            self._record(complete, trainings)
-        return len({r["combination"] for r in complete})
+        if not complete:
+            return []
+        out = []
+        for cid, reruns in self.scored_rows(complete, trainings).items():
+            self.params[cid] = trainings[(cid, 0)]["params"]
+            bits = [base64.b64encode(next(r["predictions"] for r in complete
+                                          if r["combination"] == cid and r["rerun"] == row["rerun"])).decode()
+                    for row in reruns]
+            out.append((cid, reruns, bits))
+        return out
 
     def _pool_folds(self, parts: dict) -> list[dict]:
         pooled = []
@@ -495,7 +608,8 @@ class Recorder:
                            "predictions": np.packbits(bits).tobytes()})
         return pooled
 
-    def _record(self, results: list[dict], trainings: dict) -> None:
+    def scored_rows(self, results: list[dict], trainings: dict) -> dict[str, list[dict]]:
+        """Per combination, its reruns as reruns.csv rows: counts, precision, p-value, status."""
         from evaluate import score_reruns
         from results import hyperparameter_columns
         import pandas as pd
@@ -504,7 +618,9 @@ class Recorder:
             training = trainings[(r["combination"], r["rerun"])]
             rows.append({"combination": r["combination"], "rerun": r["rerun"], "seed": r["seed"],
                          **hyperparameter_columns(training["params"]),
-                         **{k: r[k] for k in ("tp", "fp", "tn", "fn", "diverged", "train_loss", "seconds")}})
+                         **{k: r[k] for k in ("tp", "fp", "tn", "fn", "diverged", "train_loss", "seconds")},
+                         "status": "pruned" if r.get("pruned") else "completed",
+                         "epochs": r.get("epochs", training["params"]["max_epochs"])})
         scored = score_reruns(pd.DataFrame(rows), self.settings.p_value_test)
         scored["diverged"] = scored["diverged"].astype(bool)
         scored = scored.drop(columns=["positive_rate"])
@@ -512,34 +628,22 @@ class Recorder:
         for row in scored.to_dict("records"):
             row = {k: (None if isinstance(v, float) and np.isnan(v) else _plain(v)) for k, v in row.items()}
             by_combination.setdefault(row["combination"], []).append(row)
-        for r in results:
-            self.predictions[(r["combination"], r["rerun"])] = r["predictions"]
-        for cid, reruns in by_combination.items():
-            bits = [base64.b64encode(self.predictions[(cid, r["rerun"])]).decode() for r in reruns]
-            self.record_trial(self.study, trainings[(cid, 0)]["params"], cid, reruns, predictions=bits)
-        self.rerun_rows.extend(row for reruns in by_combination.values() for row in reruns)
-        self._update_best()
+        return by_combination
 
-    def record_trial(self, study, params: dict, cid: str, reruns: list[dict], predictions=None) -> None:
-        """One finished combination as one COMPLETE Optuna trial (value: the median p-value)."""
-        import optuna
-        attrs = {"combination": cid, "reruns": reruns}
-        if predictions is not None:
-            attrs["predictions"] = predictions
-        study.add_trial(optuna.trial.create_trial(
-            params=_optuna_params(params), distributions=self._distributions(params),
-            value=float(np.median([r["p_value"] for r in reruns])), user_attrs=attrs))
+    def trial_template(self, combination: dict, cid: str) -> dict:
+        """What a claim's trial holds: the parameters as Optuna shows them, the combination as the sweep uses it."""
+        from results import hyperparameter_columns
+        return {"params": _optuna_params(combination), "distributions": self._distributions(combination),
+                "user_attrs": {"combination": cid, "params": combination,
+                               "columns": hyperparameter_columns(combination)}}
 
     def set_confirmation(self, rows: list[dict]) -> None:
         """The top combinations' reruns on the test file; they fill p_value_test and confirmation.csv."""
         self.confirmation_rows = rows
-        self._update_best()
+        self._ranking = None
+        self._dirty = True
 
-    @property
-    def finished(self) -> set[str]:
-        return {row["combination"] for row in self.rerun_rows}
-
-    def add_error(self, training: dict, error: BaseException, outcome: str) -> None:
+    def add_error(self, training: dict, error: BaseException, outcome: str) -> dict:
         from results import hyperparameter_columns
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         cause = getattr(error, "__cause__", None)
@@ -548,10 +652,11 @@ class Recorder:
         if isinstance(error, BrokenProcessPool):
             text = ("The worker process training this combination died (killed, out of memory, or a crash "
                     "in native code); its other trainings were not affected.\n" + text)
-        self.errors.append({"combination": training["combination"],
-                            **hyperparameter_columns(training["params"]), "outcome": outcome,
-                            "error": f"{type(error).__name__}: {error}", "traceback": text})
+        entry = {"combination": training["combination"], **hyperparameter_columns(training["params"]),
+                 "outcome": outcome, "error": f"{type(error).__name__}: {error}", "traceback": text}
+        self.errors.append(entry)
         self._dirty = True
+        return entry
 
     def _distributions(self, params: dict) -> dict:
         from optuna.distributions import CategoricalDistribution
@@ -560,23 +665,28 @@ class Recorder:
         return {name: CategoricalDistribution([display_value(v) for v in values[name]])
                 for name in _optuna_params(params)}
 
-    def _update_best(self) -> None:
-        self._dirty = True
-        if self.rerun_rows:
-            from evaluate import rank_combinations
-            self.ranking = rank_combinations(self._reruns_table(), self.settings.false_discovery_rate)
-            self.best_p = float(self.ranking["p_value"].iloc[0])
-            self.confirmation = self._confirmation_table()
-            from evaluate import label_sources
-            self.ranking = label_sources(self.ranking, self.settings.selection, self.confirmation)
+    # -- ranking
+    @property
+    def ranking(self):
+        """ranking.csv as a table (None before the first result); computed when asked, then kept until new results."""
+        if self._ranking is None and self.rows:
+            from evaluate import label_sources, rank_combinations
+            ranking = rank_combinations(self._reruns_table(), self.settings.false_discovery_rate)
+            self._confirmation = self._confirmation_table(ranking)
+            self._ranking = label_sources(ranking, self.settings.selection, self._confirmation)
+        return self._ranking
 
-    def _confirmation_table(self):
+    @property
+    def confirmation(self):
+        return None if self.ranking is None else self._confirmation
+
+    def _confirmation_table(self, ranking):
         """confirmation.csv: the confirmed combinations ranked by their test p-value (corrections across them)."""
         if not self.confirmation_rows:
             return None
         from evaluate import rank_combinations
         table = rank_combinations(self._reruns_table(self.confirmation_rows), self.settings.false_discovery_rate)
-        validation = self.ranking.set_index("combination")
+        validation = ranking.set_index("combination")
         table = table.rename(columns={"p_value": "p_value_test"})
         table.insert(2, "validation_rank", validation.loc[table["combination"], "rank"].to_numpy())
         table.insert(table.columns.get_loc("p_value_test"), "p_value_validation",
@@ -585,7 +695,9 @@ class Recorder:
 
     def _reruns_table(self, rows=None):
         import pandas as pd
-        table = pd.DataFrame(self.rerun_rows if rows is None else rows)
+        if rows is None:
+            rows = [row for reruns in self.rows.values() for row in reruns]
+        table = pd.DataFrame(rows)
         table["positive_rate"] = (table["tp"] + table["fn"]) / table[["tp", "fp", "tn", "fn"]].sum(axis=1)
         return table
 
@@ -595,8 +707,9 @@ class Recorder:
             return
         import pandas as pd
         from results import ERROR_COLUMNS, RERUN_COLUMNS, write_csv
-        if self.rerun_rows:
-            reruns = pd.DataFrame(self.rerun_rows, columns=RERUN_COLUMNS).sort_values(["combination", "rerun"])
+        if self.rows:
+            reruns = pd.DataFrame([row for reruns in self.rows.values() for row in reruns])
+            reruns = reruns.reindex(columns=RERUN_COLUMNS).sort_values(["combination", "rerun"])
             write_csv(reruns, self.run_dir / "reruns.csv")
             write_csv(self.ranking, self.run_dir / "ranking.csv")
         if self.confirmation is not None:
@@ -604,6 +717,30 @@ class Recorder:
         write_csv(pd.DataFrame(self.errors, columns=ERROR_COLUMNS), self.run_dir / "errors.csv")
         self._last_flush = time.monotonic()
         self._dirty = False
+
+
+def _round_size(settings: Settings, cpu_count: int, folds: int) -> int:
+    """How many combinations to claim at a time: enough for two full fused tasks per worker.
+
+    Big enough that fusing and balancing work as well as with the whole
+    sweep in view (the reference sweep is claimed in one round), small enough
+    that processes sharing a study each get a share.
+    """
+    if settings.pruner is not None:
+        return cpu_count + 1  # one combination per task; a little queued so the workers never wait
+    if not settings.planned:
+        # a model-based sampler learns from results: ask for a few at a time (about a tenth
+        # of the budget), trading some fusing for more rounds of feedback
+        return max(cpu_count, min(settings.number_of_combinations_to_try // 10,
+                                  2 * cpu_count * plan.MAX_MEMBERS_PER_TASK // (settings.rerun_count * folds)))
+    override = os.environ.get("SWEEP_ROUND_COMBINATIONS")  # tests: force several rounds on a small grid
+    if override:
+        return int(override)
+    return max(cpu_count, 2 * cpu_count * plan.MAX_MEMBERS_PER_TASK // (settings.rerun_count * folds))
+
+
+def _with_id(combination: dict) -> tuple[dict, str]:
+    return combination, plan.combination_id(combination)
 
 
 def _optuna_params(params: dict) -> dict:

@@ -135,7 +135,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
     journal = tmp_path / "killed" / "small" / "study.journal"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and killed.poll() is None:
-        if journal.exists() and journal.read_text().count('"combination"') >= 2:
+        if journal.exists() and journal.read_text().count('"reruns"') >= 2:  # two combinations recorded
             break
         time.sleep(0.05)
     os.killpg(killed.pid, signal.SIGKILL)  # the main process and its workers, as a power cut would
@@ -158,7 +158,9 @@ def test_a_journal_cut_short_by_a_kill_is_repaired(tmp_path, data_dir):
     assert run_search(config, tmp_path / "results").returncode == 0
     journal = tmp_path / "results" / "small" / "study.journal"
     lines = journal.read_bytes().splitlines(keepends=True)
-    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][:40])  # the last record, torn mid-write
+    # cut the journal inside the record that finished the second combination, as a kill mid-write would
+    last = max(i for i, line in enumerate(lines) if b'"state":1,' in line)  # COMPLETE
+    journal.write_bytes(b"".join(lines[:last]) + lines[last][:40])
     again = run_search(config, tmp_path / "results")
     assert again.returncode == 0, again.stderr
     assert "cut short" in again.stderr and "1 of 2 combinations already finished" in again.stderr
@@ -185,15 +187,18 @@ def worker_pids(parent: int) -> list[int]:
 def test_a_worker_killed_mid_combination_costs_only_a_retry(tmp_path, data_dir):
     import signal
     import time
-    grid = {"hidden_layers": [[1], [2, 1]], "learning_rate": [1e-2, 1e-3], "max_epochs": [30]}
+    grid = {"hidden_layers": [[1], [2, 1]], "learning_rate": [1e-2, 1e-3], "max_epochs": [200]}
     config = write_config(tmp_path, data_dir, grid=grid)
     proc = subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results",
                              str(tmp_path / "results"), "--no-progress", "--cpu-count", "2"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "results" / "small" / "study.journal"
     deadline, victims = time.monotonic() + 120, []
     while time.monotonic() < deadline and not victims and proc.poll() is None:
-        time.sleep(1.5)  # past start-up: the workers are training
-        victims = worker_pids(proc.pid)
+        time.sleep(0.2)
+        if journal.exists() and '"claimant"' in journal.read_text():  # combinations claimed and sent out
+            time.sleep(1.0)  # the workers are training them
+            victims = worker_pids(proc.pid)
     assert victims, "no worker process found"
     os.kill(victims[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
@@ -219,7 +224,7 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path, data_dir):
     journal = tmp_path / "results" / "small" / "study.journal"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and '"combination"' in journal.read_text():
+        if journal.exists() and '"reruns"' in journal.read_text():
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C

@@ -1,0 +1,428 @@
+"""The run's Optuna study, and how several search.py processes share it without doing work twice.
+
+One process or many, on one machine (the default journal file) or on many
+(`--storage postgresql://...`): a process claims combinations before it
+trains them, under a lock, by creating RUNNING trials that name it; it
+records each finished combination on its own trial (COMPLETE or PRUNED, every
+rerun's counts in the trial's user attrs); and it writes a heartbeat while
+it works. A process that stops beating (killed, machine lost, network gone)
+loses its claims: the next process to claim marks them FAIL and trains those
+combinations itself. So a grid is finished exactly once in total: no
+combination trained twice, none left out.
+
+Why a lock rather than trusting trial numbers: on a database, a trial
+created by one process can become visible to another after a trial that was
+created later, so "lowest number wins" could let two processes both win.
+Under the lock, checking what is free and claiming it is one step.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from settings import ConfigError
+
+# Tests give each process its own "machine" to exercise the heartbeat path.
+HOST = os.environ.get("SWEEP_HOST_ID") or socket.gethostname()
+STARTED = time.time()
+
+
+# ------------------------------------------------------------------ storage
+@dataclass
+class Storage:
+    """An Optuna storage and the lock that serializes claims on it."""
+    optuna: object
+    url: str | None                 # None: the run folder's journal file
+    journal: Path | None = None
+    engine: object = None
+
+    @property
+    def spec(self) -> dict:
+        """What a worker process needs to open the same storage (for pruning reports)."""
+        return {"url": self.url, "journal": str(self.journal) if self.journal else None}
+
+    @contextlib.contextmanager
+    def lock(self):
+        if self.journal is not None:
+            with _flocked(str(self.journal) + ".claims"):
+                yield
+            return
+        with self._database_lock():
+            yield
+
+    @contextlib.contextmanager
+    def _database_lock(self):
+        from sqlalchemy import text
+        dialect = self.engine.dialect.name
+        key = int.from_bytes(hashlib.blake2b(b"sweep-claims", digest_size=7).digest(), "big")
+        with self.engine.connect() as conn:
+            # The lock belongs to this connection: if the process dies, the
+            # server drops the connection and the lock with it.
+            if dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            elif dialect in ("mysql", "mariadb"):
+                conn.execute(text("SELECT GET_LOCK('sweep-claims', -1)"))
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT RELEASE_LOCK('sweep-claims')"))
+            else:  # sqlite: a local file, so a lock file beside it serves
+                with _flocked(str(self.engine.url.database) + ".claims"):
+                    yield
+
+
+@contextlib.contextmanager
+def _flocked(path: str):
+    """An exclusive lock on `path` that the kernel releases if this process dies holding it."""
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def journal_storage(path: str):
+    """Optuna's journal file storage, appending under an flock.
+
+    Optuna's own file locks (a symlink or a created file) outlive a process
+    killed while holding them, and the next run then waits a minute before
+    breaking the lock; an flock dies with its process.
+    """
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal._file import BaseJournalFileLock
+
+    class FlockLock(BaseJournalFileLock):
+        def __init__(self) -> None:
+            self._file = None
+
+        def acquire(self) -> bool:
+            self._file = open(path + ".flock", "a+")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+            return True
+
+        def release(self) -> None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    return JournalStorage(JournalFileBackend(path, lock_obj=FlockLock()))
+
+
+def open_storage(url: str | None, run_dir: Path) -> Storage:
+    """The run folder's journal file, or the database at `url` (e.g. postgresql://user:pw@host/db)."""
+    if url is None:
+        path = run_dir / "study.journal"
+        repair_torn_journal(path)
+        return Storage(journal_storage(str(path)), None, journal=path)
+    try:
+        rdb = create_rdb(url)
+    except Exception as err:  # bad URL, missing driver, server down, wrong password
+        raise ConfigError(
+            f"Could not open the study storage --storage {redact(url)}: {type(err).__name__}: "
+            f"{str(err).splitlines()[0]}. Give a database URL such as "
+            f"postgresql://user:password@host:5432/database (the database must exist and the server must "
+            f"accept connections from this machine), or leave --storage out to use the run folder's "
+            f"journal file.") from None
+    if rdb.engine.dialect.name not in ("postgresql", "mysql", "mariadb", "sqlite"):
+        raise ConfigError(f"--storage {redact(url)}: {rdb.engine.dialect.name} is not supported for shared "
+                          f"sweeps; use PostgreSQL, MySQL or SQLite.")
+    return Storage(rdb, url, engine=rdb.engine)
+
+
+def create_rdb(url: str, attempts: int = 5):
+    """Optuna's RDBStorage; retried when several processes create its tables at the same moment.
+
+    Machines started together all find an empty database and create the
+    tables at once; all but one then fail on the database's own catalog
+    constraints. A moment later the tables exist and opening succeeds.
+    """
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + attempt)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<the given URL>"
+
+
+def repair_torn_journal(path: Path) -> None:
+    """Drop a last record cut short by a kill or power loss.
+
+    Optuna reads past a torn last line, but appends the next record straight
+    after it, which makes the journal unreadable from then on. The torn
+    record was a combination that never finished recording; it is retrained.
+    """
+    if not path.exists():
+        return
+    with _flocked(str(path) + ".flock"), open(path, "rb+") as f:  # another process may be appending now
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            print(f"note: {path} ended in a record cut short (the previous run was killed while "
+                  f"writing it); dropped it, the combination it held is trained again.", file=sys.stderr)
+
+
+def open_study(storage: Storage, name: str, fingerprint: dict, sampler=None, pruner=None, create: bool = True):
+    """The study `name`; refuses one that holds another config's or data's results."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if create:
+        study = optuna.create_study(study_name=name, storage=storage.optuna, direction="minimize",
+                                    load_if_exists=True, sampler=sampler, pruner=pruner)
+    else:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage.optuna, sampler=sampler, pruner=pruner)
+        except KeyError:
+            names = [s.study_name for s in optuna.get_all_study_summaries(storage.optuna)]
+            raise ConfigError(f"There is no study named {name!r} in that storage. Studies there: "
+                              f"{', '.join(map(repr, names)) or 'none'}.") from None
+    previous = study.user_attrs.get("fingerprint")
+    if previous is None and fingerprint is not None:
+        study.set_user_attr("fingerprint", fingerprint)
+    elif fingerprint is not None and previous != fingerprint:
+        differs = ", ".join(k for k in fingerprint if previous.get(k) != fingerprint[k])
+        where = "The results folder's study" if storage.url is None else f"The study {name!r} in {redact(storage.url)}"
+        raise ConfigError(
+            f"{where} holds a sweep with a different {differs} than this one, and mixing them would corrupt "
+            f"the ranking. Run under another name with --name NEW_NAME (or --study NEW_NAME with --storage), "
+            f"or move the old results away to start over.")
+    return study
+
+
+# ------------------------------------------------------------------- claims
+@dataclass
+class Claim:
+    trial_id: int
+    number: int
+    combination: dict
+    cid: str
+
+
+@dataclass
+class Status:
+    """What the study holds, per combination id."""
+    records: dict = field(default_factory=dict)   # cid -> finished trial (COMPLETE or PRUNED)
+    failed: dict = field(default_factory=dict)    # cid -> FAIL trial with an error (failed in this run)
+    claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process
+    mine: set = field(default_factory=set)        # cids this process holds
+    claimants: int = 1                            # live processes, this one included
+
+    def taken(self, cid: str) -> bool:
+        return cid in self.records or cid in self.failed or cid in self.claimed
+
+    @property
+    def used(self) -> int:
+        return len(set(self.records) | set(self.failed) | set(self.claimed))
+
+
+class Ledger:
+    """This process's view of who does what in a study: claims, heartbeats, stale takeovers, results."""
+
+    def __init__(self, storage: Storage, study, heartbeat_timeout: float, beat: bool = True) -> None:
+        self.storage, self.study = storage, study
+        self.study_id = study._study_id
+        self.me = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.timeout = heartbeat_timeout
+        self._last_beat = 0.0
+        self._seen: dict[str, tuple] = {}   # claimant -> (last heartbeat value, when this process first saw it)
+        self.taken_over: list[str] = []     # combinations taken from processes that went silent
+        if beat:  # a reader (evaluate.py) does not count as a process working on the study
+            self.beat(force=True)
+
+    # -- heartbeats
+    def beat(self, force: bool = False) -> None:
+        """Tell the other processes this one is alive (every quarter of the timeout)."""
+        now = time.time()
+        if force or now - self._last_beat >= max(0.5, self.timeout / 4):
+            self.storage.optuna.set_study_system_attr(
+                self.study_id, f"claimant:{self.me}", {"host": HOST, "pid": os.getpid(), "beat": now})
+            self._last_beat = now
+
+    def _alive(self, claimant: str | None, beats: dict, now: float) -> bool:
+        if claimant == self.me:
+            return True
+        record = beats.get(f"claimant:{claimant}")
+        if record is None:
+            key = (None, None)
+        else:
+            if record.get("left"):
+                return False
+            if record["host"] == HOST and not _pid_alive(record["pid"]):
+                return False  # same machine and its process is gone: no need to wait for the timeout
+            key = (record["beat"], None)
+        last, since = self._seen.get(claimant, (object(), now))
+        if key[0] != last:  # the beat moved (or first sight): alive, and start timing from here
+            self._seen[claimant] = (key[0], now)
+            return True
+        return now - since < self.timeout
+
+    # -- reading the study
+    def refresh(self, take_over: bool = False):
+        """Classify every combination; with take_over, fail the trials of processes that went silent."""
+        from optuna.trial import TrialState
+        now = time.time()
+        beats = self.storage.optuna.get_study_system_attrs(self.study_id)
+        status = Status()
+        live = {self.me}
+        trials = self.storage.optuna.get_all_trials(self.study_id, deepcopy=False)
+        for trial in trials:
+            cid = trial.user_attrs.get("combination")
+            if cid is None:
+                continue
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                status.records.setdefault(cid, trial)
+            elif trial.state == TrialState.FAIL:
+                # an error recorded during this run; errors from before a restart get one more try
+                if "error" in trial.user_attrs and trial.datetime_complete is not None and \
+                        trial.datetime_complete.timestamp() >= STARTED - 1:
+                    status.failed.setdefault(cid, trial)
+            elif trial.state == TrialState.RUNNING:
+                claimant = trial.system_attrs.get("claimant")
+                if claimant == self.me:
+                    status.mine.add(cid)
+                    status.claimed[cid] = trial
+                elif self._alive(claimant, beats, now):
+                    status.claimed[cid] = trial
+                    live.add(claimant)
+                elif take_over:
+                    self._fail_stale(trial, claimant)
+        for key, record in beats.items():
+            if key.startswith("claimant:") and self._alive(key[len("claimant:"):], beats, now):
+                live.add(key[len("claimant:"):])
+        status.claimants = len(live)
+        # a combination recorded elsewhere is no longer "claimed" (a late duplicate record is ignored)
+        for cid in list(status.claimed):
+            if cid in status.records:
+                del status.claimed[cid]
+        return status, trials
+
+    def _fail_stale(self, trial, claimant: str | None) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+        try:
+            self.storage.optuna.set_trial_system_attr(trial._trial_id, "stale", f"{claimant} stopped beating")
+            self.storage.optuna.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return  # it finished after all (or another process failed it first)
+        self.taken_over.append(trial.user_attrs["combination"])
+
+    # -- claiming
+    def claim_planned(self, candidates: list[tuple[str, dict]], limit: int, trial_template) -> tuple[list[Claim], Status]:
+        """Claim up to `limit` of `candidates` (cid, combination) that nobody has done or holds, in order."""
+        import optuna
+        from optuna.trial import TrialState
+        with self.storage.lock():
+            status, _ = self.refresh(take_over=True)
+            free = [(cid, c) for cid, c in candidates if not status.taken(cid)]
+            # leave the others a share when several processes work on this study
+            share = max(1, -(-len(free) // status.claimants))
+            claims = []
+            for cid, combination in free[:min(limit, share)]:
+                template = optuna.trial.create_trial(state=TrialState.RUNNING, **trial_template(combination, cid),
+                                                     system_attrs={"claimant": self.me})
+                trial_id = self.storage.optuna.create_new_trial(self.study_id, template_trial=template)
+                claims.append(Claim(trial_id, self.storage.optuna.get_trial_number_from_id(trial_id), combination, cid))
+                status.claimed[cid] = None
+                status.mine.add(cid)
+        return claims, status
+
+    def claim_asked(self, count: int, budget: int, suggest, max_duplicates: int = 50) -> tuple[list[Claim], Status, bool]:
+        """Ask the sampler for up to `count` new combinations within `budget` in all.
+
+        Returns (claims, status, exhausted): exhausted when the sampler keeps
+        proposing combinations that were already tried (a small space).
+        """
+        from optuna.trial import TrialState
+        claims, duplicates = [], 0
+        with self.storage.lock():
+            status, _ = self.refresh(take_over=True)
+            while len(claims) < count and status.used < budget:
+                trial = self.study.ask()
+                self.storage.optuna.set_trial_system_attr(trial._trial_id, "claimant", self.me)
+                combination, cid = suggest(trial)
+                self.storage.optuna.set_trial_user_attr(trial._trial_id, "combination", cid)
+                if status.taken(cid):
+                    # the same point again: not trained twice; the sampler learns it was no news
+                    self.storage.optuna.set_trial_system_attr(trial._trial_id, "duplicate_of", cid)
+                    self.storage.optuna.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                    duplicates += 1
+                    if duplicates >= max_duplicates:
+                        return claims, status, True
+                    continue
+                status.claimed[cid] = trial
+                status.mine.add(cid)
+                claims.append(Claim(trial._trial_id, trial.number, combination, cid))
+        return claims, status, False
+
+    # -- results
+    def finish(self, claim: Claim, state, value: float | None, user_attrs: dict) -> bool:
+        """Record a finished claim. False if this process had lost it (another took it over meanwhile)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+        storage = self.storage.optuna
+        try:
+            for key, val in user_attrs.items():
+                storage.set_trial_user_attr(claim.trial_id, key, val)
+            storage.set_trial_state_values(claim.trial_id, state, None if value is None else [value])
+        except UpdateFinishedTrialError:
+            print(f"note: combination {claim.cid} was taken over by another process while this one trained "
+                  f"it (this process's heartbeat stopped for more than {self.timeout:g} s); its result "
+                  f"from here is dropped, the other one counts.", file=sys.stderr)
+            return False
+        return True
+
+    def release(self, claims: list[Claim]) -> None:
+        """Give back claims this process will not train (Ctrl-C): others may take them at once."""
+        from optuna.trial import TrialState
+        for claim in claims:
+            try:
+                self.storage.optuna.set_trial_system_attr(claim.trial_id, "released", True)
+                self.storage.optuna.set_trial_state_values(claim.trial_id, TrialState.FAIL)
+            except Exception:  # noqa: BLE001 (best effort on the way out; the heartbeat timeout covers it)
+                pass
+
+    def leave(self) -> None:
+        """Stop counting as a live claimant."""
+        try:
+            self.storage.optuna.set_study_system_attr(
+                self.study_id, f"claimant:{self.me}", {"host": HOST, "pid": os.getpid(), "beat": 0, "left": True})
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child that nobody has reaped yet still answers kill(0): it is a zombie
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

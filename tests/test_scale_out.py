@@ -1,0 +1,208 @@
+"""Issue 6 end to end: model-based samplers, pruning, and several processes sharing one study.
+
+Every test runs `search.py` as users do. The shared-study tests run on the
+default journal file and on a real PostgreSQL server (tests/conftest.py).
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from test_search import ROOT, run_search, write_config, write_dat
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_dat(folder / "train.csv", 400, seed=1)
+    write_dat(folder / "test.csv", 200, seed=2)
+    return folder
+
+
+def ranged_config(folder, data_dir, name="ranged", **settings):
+    """A config file using ranges, as a user writes it (with the import from space.py)."""
+    grid = settings.pop("grid")
+    lines = ["from space import loguniform, uniform, intrange",
+             f"hyperparameter_values = {grid}",
+             f"TRAIN_CSV = {str(data_dir / 'train.csv')!r}", f"TEST_CSV = {str(data_dir / 'test.csv')!r}",
+             "DEVICE = 'cpu'", "SELECTION = 'test'", "PERMUTATIONS = 50"]
+    lines += [f"{key} = {value!r}" for key, value in settings.items()]
+    path = folder / f"{name}.py"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------ samplers
+def test_tpe_run_of_40_trials_over_a_range_space(tmp_path, data_dir):
+    config = ranged_config(tmp_path, data_dir, SAMPLER="tpe", NUMBER_OF_COMBINATIONS_TO_TRY=40, RERUN_COUNT=1,
+                           grid='{"learning_rate": loguniform(1e-4, 1e-1), "dropout": uniform(0.0, 0.5), '
+                                '"hidden_layers": [[1], [2, 1]], "max_epochs": [1]}')
+    done = run_search(config, tmp_path / "results", "--cpu-count", "2")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "results" / "ranged"
+    ranking = pd.read_csv(run / "ranking.csv", dtype={"combination": str})
+    assert len(ranking) == 40 and ranking["combination"].is_unique
+    assert ranking["learning_rate"].between(1e-4, 1e-1).all() and ranking["dropout"].between(0, 0.5).all()
+    assert ranking["learning_rate"].nunique() == 40
+    for name in ("reruns.csv", "errors.csv", "report.md", "summary.json", "p_values.png"):
+        assert (run / name).is_file(), name
+    study = optuna.load_study(study_name="sweep", storage=_journal(run))
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 40 and len({t.user_attrs["combination"] for t in complete}) == 40
+    assert "40 combinations completed, 0 failed" in done.stdout
+
+
+@pytest.mark.parametrize("sampler", ["cmaes", "gp", "qmc", "tpe"])
+def test_each_sampler_searches_a_small_range_space(tmp_path, data_dir, sampler):
+    config = ranged_config(tmp_path, data_dir, SAMPLER=sampler, NUMBER_OF_COMBINATIONS_TO_TRY=6, RERUN_COUNT=1,
+                           grid='{"learning_rate": loguniform(1e-4, 1e-1), "dropout": uniform(0.0, 0.3), '
+                                '"batch_size": intrange(16, 64), "max_epochs": [1]}')
+    done = run_search(config, tmp_path / "results", "--cpu-count", "1")
+    assert done.returncode == 0, done.stderr
+    ranking = pd.read_csv(tmp_path / "results" / "ranged" / "ranking.csv")
+    assert len(ranking) == 6 and ranking["combination"].is_unique
+    assert ranking["batch_size"].between(16, 64).all() and (ranking["batch_size"] % 1 == 0).all()
+    assert ranking["learning_rate"].between(1e-4, 1e-1).all()
+
+
+def test_a_small_categorical_space_stops_when_every_point_is_tried(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, SAMPLER="tpe", NUMBER_OF_COMBINATIONS_TO_TRY=10, RERUN_COUNT=1,
+                          grid={"learning_rate": [1e-2, 1e-3], "optimizer": ["adam", "sgd"]})
+    done = run_search(config, tmp_path / "results", "--cpu-count", "1")
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(tmp_path / "results" / "small" / "ranking.csv")) == 4  # no point trained twice
+    assert "no more new ones" in done.stderr
+
+
+def test_ranges_with_grid_search_are_refused_with_the_key(tmp_path, data_dir):
+    config = ranged_config(tmp_path, data_dir, grid='{"learning_rate": loguniform(1e-4, 1e-1)}')
+    done = run_search(config, tmp_path / "results")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "hyperparameter_values['learning_rate']" in done.stderr and 'SAMPLER = "tpe"' in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+# ------------------------------------------------------------------- pruning
+def test_pruning_stops_hopeless_combinations_early(tmp_path, data_dir):
+    """Half the learning rates cannot learn anything in 10 epochs: the median pruner stops them."""
+    good, hopeless = [3e-2, 2e-2, 1e-2, 5e-3], [1e-9, 2e-9, 3e-9, 5e-9]
+    config = write_config(tmp_path, data_dir, PRUNER="median", RERUN_COUNT=2,
+                          grid={"learning_rate": good + hopeless, "max_epochs": [10]})
+    done = run_search(config, tmp_path / "results", "--cpu-count", "1")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "results" / "small"
+    reruns = pd.read_csv(run / "reruns.csv")
+    ranking = pd.read_csv(run / "ranking.csv")
+    trained = reruns.groupby("learning_rate")["epochs"].max()
+    assert (trained.loc[good] == 10).all()  # the first four finish: the pruner needs them to compare with
+    assert (trained.loc[hopeless] < 10).all()
+    full = len(reruns) * 10
+    assert reruns["epochs"].sum() <= 0.7 * full, reruns[["learning_rate", "epochs"]]
+    pruned = ranking[ranking["status"] == "pruned"]
+    assert set(pruned["learning_rate"]) == set(hopeless) and (pruned["p_value"] == 1.0).all()
+    assert "4 combinations completed, 4 pruned, 0 failed" in done.stdout
+    study = optuna.load_study(study_name="sweep", storage=_journal(run))
+    assert sum(t.state.name == "PRUNED" for t in study.trials) == 4
+    assert all(len(t.intermediate_values) >= 1 for t in study.trials)  # every epoch reported
+
+
+# ------------------------------------------------------ several processes
+def _journal(run: Path):
+    from study import journal_storage
+    return journal_storage(str(run / "study.journal"))
+
+
+def _start(config: Path, results: Path, *args, host: str | None = None, env=None) -> subprocess.Popen:
+    environment = {**os.environ, "SWEEP_ROUND_COMBINATIONS": "2", **(env or {})}
+    if host:
+        environment["SWEEP_HOST_ID"] = host
+    return subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results", str(results),
+                             "--no-progress", "--cpu-count", "1", *args], cwd=ROOT, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _trials(storage_args: list[str], run: Path, name: str):
+    if storage_args:
+        return optuna.load_study(study_name=name, storage=storage_args[1]).trials
+    return optuna.load_study(study_name="sweep", storage=_journal(run)).trials
+
+
+def _check_exactly_once(trials, expected: int):
+    """Every combination recorded once, by one trial; nothing trained twice, nothing missing."""
+    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    ids = [t.user_attrs["combination"] for t in finished]
+    assert len(ids) == expected and len(set(ids)) == expected, sorted(ids)
+    assert not any(t.state.name == "RUNNING" for t in trials)
+    return finished
+
+
+GRID12 = {"hidden_layers": [[1], [2, 1], [0.5]], "learning_rate": [1e-2, 1e-3], "optimizer": ["adam", "sgd"],
+          "max_epochs": [40]}
+
+
+@pytest.fixture(params=["journal", "postgresql"])
+def shared(request, tmp_path):
+    """How the processes share the study: the run folder's journal, or --storage on PostgreSQL."""
+    if request.param == "journal":
+        return []
+    url = request.getfixturevalue("postgres_url")
+    return ["--storage", url, "--study", f"grid-{tmp_path.name}"]
+
+
+def test_three_processes_finish_a_grid_exactly_once(tmp_path, data_dir, shared):
+    config = write_config(tmp_path, data_dir, SELECTION="validation", CONFIRM_TOP_K=2, grid=GRID12)
+    procs = [_start(config, tmp_path / "results", *shared) for _ in range(3)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+    run = tmp_path / "results" / "small"
+    finished = _check_exactly_once(_trials(shared, run, shared[-1] if shared else "sweep"), 12)
+    workers = {t.system_attrs["claimant"].rsplit(":", 2)[1] for t in finished}
+    assert len(workers) >= 2, "the processes did not share the work"
+    ranking = pd.read_csv(run / "ranking.csv")
+    assert len(ranking) == 12 and (ranking["reruns"] == 3).all()
+    assert pd.read_csv(run / "confirmation.csv")["combination"].nunique() == 2
+    if shared:  # any machine can write the ranking from the database
+        out = tmp_path / "from_db"
+        done = subprocess.run([sys.executable, "evaluate.py", *shared, "--results", str(out)], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        again = pd.read_csv(out / shared[-1] / "ranking.csv")
+        pd.testing.assert_frame_equal(again[["combination", "p_value"]], ranking[["combination", "p_value"]])
+
+
+def test_a_killed_process_loses_its_combinations_to_the_others(tmp_path, data_dir, shared):
+    """Three "machines"; one is killed while it holds combinations; the other two finish its share."""
+    config = write_config(tmp_path, data_dir, HEARTBEAT_TIMEOUT=3, grid={**GRID12, "max_epochs": [150]})
+    run = tmp_path / "results" / "small"
+    victim = _start(config, tmp_path / "results", *shared, host="machine-a")
+    deadline = time.monotonic() + 120
+    held = []
+    while time.monotonic() < deadline and not held:
+        time.sleep(0.3)
+        try:
+            held = [t for t in _trials(shared, run, shared[-1] if shared else "sweep")
+                    if t.state.name == "RUNNING" and t.system_attrs.get("claimant", "").startswith("machine-a")]
+        except (KeyError, FileNotFoundError, ValueError):
+            pass  # the study does not exist yet
+    assert held, "the first process never claimed anything"
+    others = [_start(config, tmp_path / "results", *shared, host=f"machine-{m}") for m in "bc"]
+    time.sleep(1.0)
+    os.killpg(victim.pid, signal.SIGKILL)  # the machine is gone: no goodbye, no release
+    victim.wait()
+    outputs = [p.communicate(timeout=600) for p in others]
+    for p, (out, err) in zip(others, outputs):
+        assert p.returncode == 0, err
+    trials = _trials(shared, run, shared[-1] if shared else "sweep")
+    finished = _check_exactly_once(trials, 12)
+    taken = {t.user_attrs["combination"] for t in held}
+    stale = [t for t in trials if t.state.name == "FAIL" and "stale" in t.system_attrs]
+    assert taken <= {t.user_attrs["combination"] for t in stale}  # its claims were declared stale...
+    assert taken <= {t.user_attrs["combination"] for t in finished}  # ...and finished by the others
+    assert any("took over" in err for _, err in outputs)
