@@ -231,7 +231,7 @@ def _validate(path: Path, v: dict) -> Settings:
             f"[1e-4, 1e-3, 1e-2], or set SAMPLER = \"tpe\" (or \"cmaes\", \"gp\", \"qmc\") to search the range "
             f"with NUMBER_OF_COMBINATIONS_TO_TRY trials.")
     if v["PRUNER"] is not None:
-        _require_choice("PRUNER", v["PRUNER"], PRUNERS + (None,))
+        _require_choice("PRUNER", v["PRUNER"], PRUNERS)
         if v["VALIDATION_FOLDS"] > 1:
             raise ConfigError(f"PRUNER = {v['PRUNER']!r} cannot be combined with VALIDATION_FOLDS = "
                               f"{v['VALIDATION_FOLDS']}: pruning compares each epoch's validation loss, and with "

@@ -182,6 +182,32 @@ BAD_CONFIGS = {
         r"P_VALUE_TEST = 'fischer' is not valid \(did you mean fisher\?\)\. Valid values: 'binomial', 'fisher'"),
     "DEVICE unknown": ('DEVICE = "tpu"', r"DEVICE = 'tpu' is not valid.*Valid values: 'auto', 'cpu', 'cuda'"),
     "TRAIN_CSV empty": ('TRAIN_CSV = ""', r"TRAIN_CSV = '' is not valid: it must be a path"),
+    "SAMPLER typo": ('SAMPLER = "tpee"', r"SAMPLER = 'tpee' is not valid \(did you mean tpe\?\)\. Valid values: 'grid', "),
+    "PRUNER unknown": ('PRUNER = "asha"', r"PRUNER = 'asha' is not valid.*'median', 'successive_halving', 'hyperband'"),
+    "PRUNER with folds": ('PRUNER = "median"\nVALIDATION_FOLDS = 3',
+                          r"PRUNER = 'median' cannot be combined with VALIDATION_FOLDS = 3"),
+    "HEARTBEAT_TIMEOUT 0": ("HEARTBEAT_TIMEOUT = 0", r"HEARTBEAT_TIMEOUT = 0 is not valid: it must be a number of seconds"),
+    "range with grid search": (
+        'from space import loguniform\nhyperparameter_values = {"learning_rate": loguniform(1e-5, 1e-1)}',
+        r"\['learning_rate'\] = loguniform\(1e-05, 0\.1\) is a range, but SAMPLER is 'grid'.*SAMPLER = \"tpe\""),
+    "range with random search": (
+        'from space import uniform\nEXPLORE_ALL_COMBINATIONS = False\nhyperparameter_values = {"dropout": uniform(0, 0.5)}',
+        r"is a range, but SAMPLER is 'random'"),
+    "range for a list-only hyperparameter": (
+        'from space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"optimizer": uniform(0, 1)}',
+        r"\['optimizer'\] = uniform\(0\.0, 1\.0\) is a range, but optimizer takes one of a list of values"),
+    "float range for an integer": (
+        'from space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"batch_size": uniform(16, 256)}',
+        r"batch_size is a whole number, so write intrange\(16, 256\)"),
+    "integer range for a float": (
+        'from space import intrange\nSAMPLER = "tpe"\nhyperparameter_values = {"dropout": intrange(0, 1)}',
+        r"dropout is not a whole number; use uniform\(\) or loguniform\(\)"),
+    "dropout range reaching 1": (
+        'from space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"dropout": uniform(0, 1)}',
+        r"\['dropout'\] = uniform\(0\.0, 1\.0\) is not valid: dropout is a fraction from 0 up to but not including 1"),
+    "impossible range bounds": (
+        'from space import loguniform\nSAMPLER = "tpe"\nhyperparameter_values = {"learning_rate": loguniform(0, 1)}',
+        r"on line 3: the range loguniform\(0, 1\) needs 0 < low < high\. Fix the bounds"),
     "unknown UPPERCASE setting": (
         "RERUN_COUNTS = 3",
         r"sets unknown setting RERUN_COUNTS \(did you mean RERUN_COUNT\?\)\. Valid settings: CONFIRM_TOP_K, CPU_COUNT, "),
@@ -194,6 +220,26 @@ def test_bad_config(tmp_path, case):
     with pytest.raises(ConfigError, match=message) as info:
         load_settings(write_config(tmp_path, text + "\n"))
     assert "\n" not in str(info.value)       # one paragraph, printed as-is by search.py
+
+
+def test_ranges_load_for_a_model_based_sampler(tmp_path):
+    from space import Range
+    s = load_settings(write_config(tmp_path, """
+        from space import loguniform, uniform, intrange
+        SAMPLER = "tpe"
+        PRUNER = "hyperband"
+        hyperparameter_values = {"learning_rate": loguniform(1e-5, 1e-1), "dropout": uniform(0, 0.5),
+                                 "batch_size": intrange(16, 256), "optimizer": ["adam", "sgd"]}
+    """))
+    assert s.sampler == "tpe" and not s.planned and s.pruner == "hyperband"
+    assert s.hyperparameter_values["learning_rate"] == Range("loguniform", 1e-5, 1e-1)
+    assert s.hyperparameter_values["batch_size"].distribution().high == 256
+    assert s.hyperparameter_values["optimizer"] == ["adam", "sgd"]
+
+
+def test_sampler_defaults_follow_explore_all_combinations(tmp_path):
+    assert load_settings(write_config(tmp_path, "", "a.py")).sampler == "grid"
+    assert load_settings(write_config(tmp_path, "EXPLORE_ALL_COMBINATIONS = False", "b.py")).sampler == "random"
 
 
 def test_config_file_missing(tmp_path):
