@@ -54,22 +54,31 @@ def fisher_precision_p_value(tp, fp, tn, fn):
     return np.where(predicted == 0, 1.0, np.clip(p, 0.0, 1.0))
 
 
-def score_reruns(reruns: pd.DataFrame, test: str = "binomial") -> pd.DataFrame:
-    """Add precision and p_value columns to per-training counts. Diverged trainings get p = 1."""
-    out = reruns.copy()
-    predicted = out["tp"] + out["fp"]
-    out["precision"] = np.where(predicted > 0, out["tp"] / predicted.where(predicted > 0, 1), np.nan)
-    positive_rate = (out["tp"] + out["fn"]) / out[COUNT_COLUMNS].sum(axis=1)
+def score_counts(tp, fp, tn, fn, hopeless, test: str = "binomial"):
+    """(precision, p_value, positive_rate) arrays for per-training counts; hopeless trainings get p = 1.
+
+    A training is hopeless when it diverged or the pruner stopped it: no
+    evidence of skill, whatever its counts.
+    """
+    tp, fp, tn, fn = (np.asarray(c, dtype=np.int64) for c in (tp, fp, tn, fn))
+    predicted = tp + fp
+    precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
+    positive_rate = (tp + fn) / (tp + fp + tn + fn)
     if test == "fisher":
-        p = fisher_precision_p_value(out["tp"], out["fp"], out["tn"], out["fn"])
+        p = fisher_precision_p_value(tp, fp, tn, fn)
     else:
-        p = binomial_precision_p_value(out["tp"], out["fp"], positive_rate)
-    # a diverged training, or one stopped early by the pruner, is no evidence of skill
+        p = binomial_precision_p_value(tp, fp, positive_rate)
+    return precision, np.where(np.asarray(hopeless, dtype=bool), 1.0, p), positive_rate
+
+
+def score_reruns(reruns: pd.DataFrame, test: str = "binomial") -> pd.DataFrame:
+    """Add precision, p_value and positive_rate columns to per-training counts (see score_counts)."""
+    out = reruns.copy()
     hopeless = out["diverged"].astype(bool)
     if "status" in out:
         hopeless |= out["status"] == "pruned"
-    out["p_value"] = np.where(hopeless, 1.0, p)
-    out["positive_rate"] = positive_rate
+    out["precision"], out["p_value"], out["positive_rate"] = score_counts(
+        out["tp"], out["fp"], out["tn"], out["fn"], hopeless, test)
     return out
 
 
@@ -94,7 +103,8 @@ def rank_combinations(reruns: pd.DataFrame, false_discovery_rate: float = 0.05) 
     table["diverged"] = grouped["diverged"].sum().astype(int)
     table["seconds"] = grouped["seconds"].sum()
     if "status" in reruns:  # "pruned" when the pruner stopped it; older run folders have no such column
-        table["status"] = np.where(grouped["status"].agg(lambda s: (s == "pruned").any()), "pruned", "completed")
+        pruned = (reruns["status"] == "pruned").groupby(reruns["combination"], sort=False).any()
+        table["status"] = np.where(pruned.loc[table.index], "pruned", "completed")
         table["epochs"] = grouped["epochs"].median()
     table = table.reset_index()
     table = table.sort_values(["p_value", "precision", "tp", "combination"],

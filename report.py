@@ -444,6 +444,8 @@ def family_wise_line(run_dir: Path) -> list[str]:
         value = json.loads((Path(run_dir) / "summary.json").read_text())["family_wise_p_value"]
     except (OSError, ValueError, KeyError):
         return []
+    if value is None:  # PERMUTATIONS = 0
+        return []
     return [f"Family-wise p-value of the winner (label permutations; accounts for having picked the best "
             f"of all combinations): {value:.3g}.", ""]
 

@@ -83,7 +83,14 @@ class Sweep:
         self.stop_requested = False
         previous = signal.signal(signal.SIGINT, self._on_interrupt)
         try:
+            wall, cpu = time.monotonic(), time.process_time()
             self._drive(self.ledger, self._claim_sweep, self._record_sweep, self.pool)
+            import resource
+            # what this process spent orchestrating (claiming, recording, dispatching, CSVs) while
+            # the workers trained: on a machine whose cores all train, it comes out of their time
+            self.timing = {"seconds": round(time.monotonic() - wall, 3),
+                           "main_process_cpu_seconds": round(time.process_time() - cpu, 3),
+                           "main_process_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
             if self.stop_requested:
                 return self._interrupted()
             self.bar.close()
@@ -113,12 +120,15 @@ class Sweep:
         """
         self.claims: dict[str, object] = {}  # cid -> Claim, for the combinations this process is training
         self.active_ledger = ledger
-        finished, last_claim = False, 0.0
+        finished, last_claim, eager = False, 0.0, True
         while not self.stop_requested:
             ledger.beat()
-            if len(pool.pending) < pool.cpu_count and (pool.pending or time.monotonic() - last_claim >= 1.0):
+            # claim when a worker may soon be idle: at once after progress, else once a second
+            # (while other processes hold the rest and this one waits for them)
+            if len(pool.pending) < pool.cpu_count and (eager or time.monotonic() - last_claim >= 1.0):
                 last_claim = time.monotonic()
                 claims, finished = claim()
+                eager = bool(claims)
                 for c in claims:
                     self.claims[c.cid] = c
                 # with a pruner, each combination trains alone: its trial decides after each epoch
@@ -133,6 +143,7 @@ class Sweep:
                     ledger.taken_over = []
             if pool.pending:
                 for future, task in pool.wait_for_some(timeout=0.5):
+                    eager = True
                     for retry in self._collect(future, task, record):
                         pool.submit(retry)
             elif finished:
@@ -146,7 +157,9 @@ class Sweep:
         """Claim the next round of the sweep; returns (claims, whether the sweep is finished everywhere)."""
         round_size = _round_size(self.settings, self.pool.cpu_count, len(self.data["folds"]))
         if self.settings.planned:
-            candidates = [(plan.combination_id(c), c) for c in self.combinations]
+            if not hasattr(self, "candidates"):  # ids computed once: a big grid is claimed in many rounds
+                self.candidates = [(plan.combination_id(c), c) for c in self.combinations]
+            candidates = self.candidates
             claims, status = self.ledger.claim_planned(candidates, round_size, self.recorder.trial_template)
             finished = all(status.records.get(cid) is not None or cid in status.failed for cid, _ in candidates)
         else:
@@ -154,7 +167,7 @@ class Sweep:
             values = self.settings.hyperparameter_values
             claims, status, exhausted = self.ledger.claim_asked(
                 round_size, self.settings.number_of_combinations_to_try,
-                lambda trial: _with_id(suggest_combination(trial, values)))
+                lambda trial: _with_id(suggest_combination(trial, values)), self.recorder.trial_template)
             if exhausted and not claims and not self.claims:
                 print(f"note: the sampler keeps proposing combinations already tried; the space holds no more "
                       f"new ones, so the sweep stops at {status.used}.", file=sys.stderr)
@@ -181,7 +194,7 @@ class Sweep:
             from optuna.trial import TrialState
             value = None if pruned else float(np.median([r["p_value"] for r in reruns]))
             if self.ledger.finish(claim, TrialState.PRUNED if pruned else TrialState.COMPLETE, value,
-                                  {"reruns": reruns, "predictions": bits}):
+                                  {"reruns": stored_rows(reruns, bits)}):
                 self.recorder.keep(cid, reruns, bits)
         if self.recorder.best_p is not None:
             self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
@@ -365,13 +378,15 @@ class Sweep:
                   f"{completed} combinations looks at least this good when the {labels} labels are shuffled "
                   f"in blocks of {self.settings.permutation_block_length} rows; "
                   f"{self.settings.permutations} permutations)")
-            from results import atomic_write_text
-            atomic_write_text(json.dumps({"best_combination": best["combination"],
-                                          "best_p_value": float(best["p_value"]),
-                                          "family_wise_p_value": fwp,
-                                          "significant_at_fdr": int(ranking["significant"].sum()),
-                                          "false_discovery_rate": self.settings.false_discovery_rate}, indent=2),
-                              self.run_dir / "summary.json")
+        from results import atomic_write_text
+        atomic_write_text(json.dumps({"best_combination": best["combination"],
+                                      "best_p_value": float(best["p_value"]),
+                                      "family_wise_p_value": fwp,
+                                      "significant_at_fdr": int(ranking["significant"].sum()),
+                                      "false_discovery_rate": self.settings.false_discovery_rate,
+                                      "completed": completed, "pruned": pruned, "failed": failed,
+                                      "sweep": self.timing}, indent=2),
+                          self.run_dir / "summary.json")
         print(f"{int(ranking['significant'].sum())} of {completed} combinations are significant at a "
               f"{self.settings.false_discovery_rate:.0%} false discovery rate (q_value in ranking.csv).")
         print_ranking(ranking, top=5)
@@ -534,6 +549,7 @@ class Recorder:
         self._ranking = None
         self._confirmation = None
         self._last_flush = 0.0
+        self._flush_took = 0.0
         self._dirty = True
 
     @property
@@ -552,8 +568,8 @@ class Recorder:
             if cid is None or cid in self.rows:
                 continue
             if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and "reruns" in trial.user_attrs:
-                bits = [base64.b64decode(b) for b in trial.user_attrs.get("predictions", [])]
-                self.keep(cid, trial.user_attrs["reruns"], bits, trial.user_attrs.get("params"))
+                reruns, bits = rows_from_study(trial.user_attrs)
+                self.keep(cid, reruns, bits, trial.user_attrs.get("params"))
             elif trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
                     not any(e["combination"] == cid and e["outcome"] == "failed" for e in self.errors):
                 self.errors.append({"combination": cid, **trial.user_attrs.get("columns", {}), "outcome": "failed",
@@ -609,25 +625,31 @@ class Recorder:
         return pooled
 
     def scored_rows(self, results: list[dict], trainings: dict) -> dict[str, list[dict]]:
-        """Per combination, its reruns as reruns.csv rows: counts, precision, p-value, status."""
-        from evaluate import score_reruns
+        """Per combination, its reruns as reruns.csv rows: counts, precision, p-value, status.
+
+        Plain dicts and numpy rather than a DataFrame per task: this runs for
+        every finished task, and pandas' per-call overhead was most of it.
+        """
+        from evaluate import score_counts
         from results import hyperparameter_columns
-        import pandas as pd
-        rows = []
-        for r in results:
-            training = trainings[(r["combination"], r["rerun"])]
-            rows.append({"combination": r["combination"], "rerun": r["rerun"], "seed": r["seed"],
-                         **hyperparameter_columns(training["params"]),
-                         **{k: r[k] for k in ("tp", "fp", "tn", "fn", "diverged", "train_loss", "seconds")},
-                         "status": "pruned" if r.get("pruned") else "completed",
-                         "epochs": r.get("epochs", training["params"]["max_epochs"])})
-        scored = score_reruns(pd.DataFrame(rows), self.settings.p_value_test)
-        scored["diverged"] = scored["diverged"].astype(bool)
-        scored = scored.drop(columns=["positive_rate"])
+        pruned = [bool(r.get("pruned")) for r in results]
+        precision, p_value, _ = score_counts(
+            *([r[k] for r in results] for k in ("tp", "fp", "tn", "fn")),
+            [bool(r["diverged"]) or x for r, x in zip(results, pruned)], self.settings.p_value_test)
+        columns = {}
         by_combination: dict[str, list[dict]] = {}
-        for row in scored.to_dict("records"):
-            row = {k: (None if isinstance(v, float) and np.isnan(v) else _plain(v)) for k, v in row.items()}
-            by_combination.setdefault(row["combination"], []).append(row)
+        for r, prec, p, was_pruned in zip(results, precision, p_value, pruned):
+            training = trainings[(r["combination"], r["rerun"])]
+            if r["combination"] not in columns:
+                columns[r["combination"]] = hyperparameter_columns(training["params"])
+            row = {"combination": r["combination"], "rerun": int(r["rerun"]), "seed": int(r["seed"]),
+                   **columns[r["combination"]], **{k: int(r[k]) for k in ("tp", "fp", "tn", "fn")},
+                   "precision": None if np.isnan(prec) else float(prec), "p_value": float(p),
+                   "status": "pruned" if was_pruned else "completed",
+                   "epochs": int(r.get("epochs", training["params"]["max_epochs"])),
+                   "diverged": bool(r["diverged"]), "train_loss": _finite_or_none(r["train_loss"]),
+                   "seconds": float(r["seconds"])}
+            by_combination.setdefault(r["combination"], []).append(row)
         return by_combination
 
     def trial_template(self, combination: dict, cid: str) -> dict:
@@ -661,8 +683,10 @@ class Recorder:
     def _distributions(self, params: dict) -> dict:
         from optuna.distributions import CategoricalDistribution
         from results import display_value
+        from space import Range
         values = self.settings.hyperparameter_values
-        return {name: CategoricalDistribution([display_value(v) for v in values[name]])
+        return {name: values[name].distribution() if isinstance(values[name], Range)
+                else CategoricalDistribution([display_value(v) for v in values[name]])
                 for name in _optuna_params(params)}
 
     # -- ranking
@@ -703,8 +727,12 @@ class Recorder:
 
     def flush(self, force: bool) -> None:
         """Rewrite the CSVs (atomically) if something changed and enough time passed."""
-        if not self._dirty or (not force and time.monotonic() - self._last_flush < FLUSH_SECONDS):
+        # at least FLUSH_SECONDS apart, and far enough apart that rewriting big CSVs (a
+        # 10,000-combination sweep) never takes more than 2% of this process's time
+        interval = max(FLUSH_SECONDS, 50 * self._flush_took)
+        if not self._dirty or (not force and time.monotonic() - self._last_flush < interval):
             return
+        started = time.monotonic()
         import pandas as pd
         from results import ERROR_COLUMNS, RERUN_COLUMNS, write_csv
         if self.rows:
@@ -716,7 +744,26 @@ class Recorder:
             write_csv(self.confirmation, self.run_dir / "confirmation.csv")
         write_csv(pd.DataFrame(self.errors, columns=ERROR_COLUMNS), self.run_dir / "errors.csv")
         self._last_flush = time.monotonic()
+        self._flush_took = self._last_flush - started
         self._dirty = False
+
+
+def stored_rows(reruns: list[dict], bits: list[str]) -> list[dict]:
+    """A combination's reruns as the study keeps them: without the hyperparameter columns
+    (the trial holds them once, in its "columns" attr) and with each rerun's packed
+    predictions (base64) beside its counts. Smaller records are faster to write and read."""
+    return [{**{k: v for k, v in row.items() if k not in HYPERPARAMETERS}, "bits": b} for row, b in zip(reruns, bits)]
+
+
+def rows_from_study(attrs: dict) -> tuple[list[dict], list[bytes]]:
+    """(reruns.csv rows, packed predictions) of a finished trial; also reads the older layout
+    (full rows, predictions in their own attr)."""
+    columns = attrs.get("columns", {})
+    rows = [{**columns, **{k: v for k, v in row.items() if k != "bits"}} for row in attrs["reruns"]]
+    packed = [row.get("bits") for row in attrs["reruns"]]
+    if not all(packed):
+        packed = attrs.get("predictions", [])
+    return rows, [base64.b64decode(b) for b in packed]
 
 
 def _round_size(settings: Settings, cpu_count: int, folds: int) -> int:
@@ -749,6 +796,9 @@ def _optuna_params(params: dict) -> dict:
     return {name: display_value(params[name]) for name in HYPERPARAMETERS if params[name] is not None}
 
 
-def _plain(value):
-    """numpy scalars -> Python scalars, so they serialize into the study's JSON."""
-    return value.item() if isinstance(value, np.generic) else value
+def _finite_or_none(value) -> float | None:
+    """JSON (and so the study) has no NaN: a diverged training's loss is stored as empty."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+

@@ -1,0 +1,80 @@
+"""Benchmark: orchestration overhead on a big grid of tiny trainings (issue 3's scale check).
+
+    python -m bench.scale                      # 10,000 combinations (a few minutes on 2 cores)
+    python -m bench.scale --combinations 1000
+
+A grid of 1-epoch trainings of a tiny model (one hidden layer of 15 units)
+on the example data, 3 reruns each (the default), through `python search.py`, so that
+what the main process does per combination (claiming it in the study,
+dispatching, scoring, recording, rewriting the CSVs) weighs as much as it
+ever can against the training itself. Reported: the main process's CPU
+time during the sweep as a share of the sweep's wall time (on a machine
+whose cores all train, that is what it takes from the workers), its
+peak memory, and both per 1,000 combinations.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+
+
+def write_config(combinations: int) -> Path:
+    # learning rate x L2 x initialisation: every combination the same tiny architecture
+    lrs = 25 if combinations >= 1000 else 5
+    l2s = max(1, combinations // (lrs * 5) // 4) * 4 if combinations >= 100 else 1
+    grid = {"hidden_layers": [[0.5]], "max_epochs": [1],
+            "learning_rate": [round(1e-4 * 1.25 ** i, 8) for i in range(lrs)],
+            "l2_regularization": [round(1e-6 * i, 8) for i in range(l2s)],
+            "weight_initialization": ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform",
+                                      "kaiming_normal"]}
+    path = OUT / f"scale{combinations}.py"
+    path.write_text(f"hyperparameter_values = {grid!r}\n"
+                    "RERUN_COUNT = 3\nCPU_COUNT = 2\nSELECTION = 'test'\nDEVICE = 'cpu'\nPERMUTATIONS = 0\n"
+                    "TRAIN_CSV = '../../example_data/train.csv'\nTEST_CSV = '../../example_data/test.csv'\n"
+                    "RESULTS_DIR = '.'\n")
+    return path
+
+
+def run(combinations: int) -> dict:
+    config = write_config(combinations)
+    name = config.stem
+    shutil.rmtree(OUT / name, ignore_errors=True)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "search.py", "--config", str(config), "--no-progress"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    total = time.perf_counter() - started
+    summary = json.loads((OUT / name / "summary.json").read_text())
+    n = summary["completed"]
+    sweep = summary["sweep"]
+    return {"combinations": n, "total_seconds": round(total, 1), "sweep_seconds": sweep["seconds"],
+            "main_cpu_seconds": sweep["main_process_cpu_seconds"],
+            "overhead_share": round(sweep["main_process_cpu_seconds"] / sweep["seconds"], 4),
+            "main_cpu_ms_per_combination": round(sweep["main_process_cpu_seconds"] / n * 1e3, 3),
+            "main_peak_mib": sweep["main_process_peak_mib"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--combinations", default="1000,10000",
+                        help="comma-separated grid sizes (default: 1000,10000)")
+    args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for size in map(int, args.combinations.split(",")):
+        row = run(size)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    (OUT / "scale.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
