@@ -31,7 +31,10 @@ def make_sampler(settings: Settings):
     import os
     own = int.from_bytes(hashlib.blake2b(f"{settings.seed}:{HOST}:{os.getpid()}".encode(), digest_size=4).digest(), "big")
     if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=own, constant_liar=True, multivariate=True, group=True)
+        import warnings
+        with warnings.catch_warnings():  # multivariate and group are Optuna's "experimental" options
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=own, constant_liar=True, multivariate=True, group=True)
     if settings.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=own, warn_independent_sampling=False)
     if settings.sampler == "gp":

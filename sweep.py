@@ -366,7 +366,8 @@ class Sweep:
             return 1
         from evaluate import print_ranking
         best = ranking.iloc[0]
-        varying = ", ".join(f"{h}={best[h]}" for h in HYPERPARAMETERS if ranking[h].astype(str).nunique() > 1)
+        varying = ", ".join(f"{h}={best[h]:.4g}" if isinstance(best[h], float) else f"{h}={best[h]}"
+                            for h in HYPERPARAMETERS if ranking[h].astype(str).nunique() > 1)
         on = "on the validation tail" if self.settings.selection == "validation" else "on the test file"
         print(f"Best combination {on}: {best['combination']} ({varying}): p-value {best['p_value']:.4g}, precision "
               f"{best['precision']:.3f} vs positive rate {best['positive_rate']:.3f} "
