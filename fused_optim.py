@@ -77,6 +77,14 @@ class _Rows:
         p.sub_(torch.div(g, std, out=self.s).mul_(self.lr))
 
 
+# RMSprop is Adam with beta1 = 0 and no bias correction: exp_avg = lerp(exp_avg, grad, 1)
+# is the gradient itself, and at a step count this large 1 - beta2 ** step and
+# 1 - beta1 ** step are both exactly 1. So torch's fused Adam kernel does
+# RMSprop's update (square_avg = alpha * square_avg + (1 - alpha) * grad^2;
+# param -= lr * grad / (sqrt(square_avg) + eps)) in one pass instead of seven.
+_NO_BIAS_CORRECTION_STEP = float(2 ** 24)
+
+
 class _Kernel:
     """Rows that share optimizer, learning rate and weight decay: torch's own fused kernel, one pass.
 
@@ -88,10 +96,17 @@ class _Kernel:
     def __init__(self, kind: str, data: torch.Tensor, grad: torch.Tensor, lr: float, l2: float) -> None:
         self.kind, self.p, self.g, self.lr, self.l2 = kind, [data], [grad], lr, l2
         self.a = [torch.zeros_like(data)]
-        self.b = [torch.zeros_like(data)] if kind in ("adam", "adamw") else None
+        self.b = [torch.zeros_like(data)] if kind in ("adam", "adamw", "rmsprop") else None
         self.steps = [torch.zeros((), device=data.device)]
+        if kind == "rmsprop":
+            self.steps[0].fill_(_NO_BIAS_CORRECTION_STEP)
 
     def step(self) -> None:
+        if self.kind == "rmsprop":
+            torch._fused_adam_(self.p, self.g, self.a, self.b, [], self.steps, lr=self.lr, beta1=0.0,
+                               beta2=RMSPROP_ALPHA, weight_decay=self.l2, eps=RMSPROP_EPS, amsgrad=False,
+                               maximize=False)
+            return
         if self.kind == "sgd":
             torch._fused_sgd_(self.p, self.g, self.a, weight_decay=self.l2, momentum=SGD_MOMENTUM, lr=self.lr,
                               dampening=0.0, nesterov=False, maximize=False, is_first_step=bool(self.steps[0] == 0))
@@ -108,7 +123,7 @@ class _Kernel:
 
 
 # torch ships fused CPU kernels for these; the others use the row-wise rules above
-KERNELS = {kind for kind, name in [("adam", "_fused_adam_"), ("adamw", "_fused_adamw_"),
+KERNELS = {kind for kind, name in [("adam", "_fused_adam_"), ("adamw", "_fused_adamw_"), ("rmsprop", "_fused_adam_"),
                                     ("sgd", "_fused_sgd_"), ("adagrad", "_fused_adagrad_")]
            if hasattr(torch, name)}
 

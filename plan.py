@@ -9,6 +9,7 @@ alone: results never depend on CPU_COUNT or on the order work finishes.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import json
 import math
@@ -95,43 +96,155 @@ def training_flops(combination: dict, n_features: int, n_rows: int) -> float:
     return 6 * weights * n_rows * combination["max_epochs"]
 
 
+# ---------------------------------------------------------------- task cost model
+# Seconds of one fused MLP training step on one core (torch 2.13 CPU, one
+# thread), fitted to `python -m bench.steps --members 12,24,36,48,64` on the
+# development machine (within ~10% over 12-64 members, both reference
+# architectures, with and without dropout):
+#   step = STEP_S + members * (PARAM_STEP_S * params + batch * (PARAM_ROW_S * params + UNIT_ROW_S * units))
+#          * (1 + CACHE_PER_MIB * working set in MiB)
+# where params are a member's weights and biases, units its hidden units (the
+# elementwise work; dropout adds DROPOUT_UNIT_SHARE to it, for every member of
+# the task once any member drops out) and the working set is the members'
+# parameters, gradients and two optimizer states. What it says: a step has a
+# fixed ~0.55 ms (Python, dispatch, one optimizer call per group) that larger
+# tasks share, until their parameters outgrow the caches.
+STEP_S = 0.56e-3
+PARAM_STEP_S = 0.8e-9          # the optimizer's pass over each parameter, once per step
+PARAM_ROW_S = 0.059e-9         # matmuls: forward and backward, per parameter and row
+UNIT_ROW_S = 3.5e-9            # activation, its backward and the bias sums, per unit and row
+DROPOUT_UNIT_SHARE = 0.44
+CACHE_PER_MIB = 0.061
+LSTM_CELL_S = 0.5e-3           # one recorded LSTM time step, forward and backward (autograd), per layer
+CLEAR_GAIN = 0.05              # make_tasks departs from equal shares only for a modelled gain this large
+
+
+def task_cost(task: list[dict], n_features: int) -> float:
+    """Modelled seconds per training row of one fused task (times the rows: seconds of the task)."""
+    p = task[0]["params"]
+    members, batch = len(task), p["batch_size"]
+    lstm = p["model"] == "lstm"
+    n_in = p["lstm_hidden_size"] if lstm else n_features
+    widths = [n_in] + hidden_widths(p["hidden_layers"], n_in) + [1]
+    params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+    units = sum(widths[1:-1])
+    step = STEP_S
+    if lstm:
+        h, layers = p["lstm_hidden_size"], p["lstm_num_layers"]
+        params += 4 * h * (h + 2) * layers
+        step += LSTM_CELL_S * n_features * layers
+        units += n_features * 5 * h * layers
+    if any(t["params"]["dropout"] > 0 for t in task):
+        units *= 1 + DROPOUT_UNIT_SHARE
+    working_set = members * params * 16 / 2 ** 20
+    per_member = PARAM_STEP_S * params + batch * (PARAM_ROW_S * params + UNIT_ROW_S * units)
+    step += members * per_member * (1 + CACHE_PER_MIB * working_set)
+    return p["max_epochs"] * step / batch
+
+
+def lpt_makespan(costs: list[float], cpu_count: int) -> float:
+    """When the last worker finishes if tasks go, biggest first, to whichever worker is free (as the pool runs them)."""
+    loads = [0.0] * cpu_count
+    for cost in sorted(costs, reverse=True):
+        heapq.heapreplace(loads, loads[0] + cost)
+    return max(loads)
+
+
 def _unit_order(reruns: list[dict]) -> tuple:
     p = reruns[0]["params"]
     return (p["dropout"] > 0, p["optimizer"], p["learning_rate"], p["l2_regularization"], reruns[0]["combination"])
+
+
+class _Group:
+    """The trainings of one architecture (and fold), in combination units, and how to cut them into k tasks."""
+
+    def __init__(self, units: list[list[dict]], n_features: int) -> None:
+        self.units, self.n_features = units, n_features
+        self.members = sum(map(len, units))
+        self.k_min = math.ceil(len(units) / max(1, MAX_MEMBERS_PER_TASK // max(map(len, units))))
+        self.k_max = max(self.k_min, min(len(units), self.members // MIN_MEMBERS_TO_SPLIT))
+        self._cuts: dict[int, tuple[list[list[dict]], list[float]]] = {}
+        self._costs: dict[tuple[int, int], float] = {}
+
+    def cost(self, start: int, stop: int) -> float:
+        if (start, stop) not in self._costs:
+            task = [t for unit in self.units[start:stop] for t in unit]
+            self._costs[start, stop] = (task_cost(task, self.n_features) if len(task) <= MAX_MEMBERS_PER_TASK
+                                        else math.inf)
+        return self._costs[start, stop]
+
+    def cut(self, k: int) -> tuple[list[list[dict]], list[float]]:
+        """k tasks of consecutive units, and their costs; the largest is as small as a local search finds."""
+        if k not in self._cuts:
+            # start from equal numbers of units, then move each boundary while the larger
+            # of its two neighbours gets cheaper (dropout and cache pressure make units unequal)
+            bounds = [i * len(self.units) // k for i in range(k + 1)]
+            for _ in range(3):
+                moved = False
+                for i in range(1, k):
+                    best = max(self.cost(bounds[i - 1], bounds[i]), self.cost(bounds[i], bounds[i + 1]))
+                    for b in range(bounds[i - 1] + 1, bounds[i + 1]):
+                        worst = max(self.cost(bounds[i - 1], b), self.cost(b, bounds[i + 1]))
+                        if worst < best * (1 - 1e-9):
+                            best, bounds[i], moved = worst, b, True
+                if not moved:
+                    break
+            pairs = list(zip(bounds[:-1], bounds[1:]))
+            self._cuts[k] = ([[t for unit in self.units[a:b] for t in unit] for a, b in pairs],
+                             [self.cost(a, b) for a, b in pairs])
+        return self._cuts[k]
 
 
 def make_tasks(trainings: list[dict], cpu_count: int, n_features: int) -> list[list[dict]]:
     """Pack trainings (one dict each) into fused tasks, most expensive first.
 
     Trainings with the same architecture share one task, cut into a multiple
-    of `cpu_count` equal chunks when large enough so the workers end
-    together; dispatching the biggest first (longest-processing-time order)
-    keeps the last worker from finishing long after the others. A
+    of `cpu_count` chunks when large enough (at most MAX_MEMBERS_PER_TASK
+    members each), so that every worker gets a share; the cut points balance
+    the chunks' modelled cost (task_cost), not their member counts. The model
+    may then cut an architecture once more or once less where that clearly
+    shortens the run. Tasks are dispatched by modelled cost, biggest first
+    (longest-processing-time order): that is what the pool's free workers take
+    next, so the last worker does not finish long after the others, and it
+    knows that a task with dropout costs more than one without. A
     combination's reruns always stay in one task, so a task finishes whole
     combinations.
     """
-    groups: dict[tuple, dict[str, list[dict]]] = {}
+    by_group: dict[tuple, dict[str, list[dict]]] = {}
     for training in trainings:
         # trainings on different walk-forward folds see different data: never fused
-        combos = groups.setdefault((architecture(training["params"]), training.get("fold", 0)), {})
+        combos = by_group.setdefault((architecture(training["params"]), training.get("fold", 0)), {})
         combos.setdefault(training["combination"], []).append(training)
-    tasks = []
-    for combos in groups.values():
-        # Chunks that agree on dropout and optimizer run faster: a chunk without
-        # dropout skips the mask multiplies, and one learning rate per optimizer
-        # is one fused update kernel. So sort before cutting.
-        units = sorted((sorted(reruns, key=lambda t: t["rerun"]) for reruns in combos.values()),
-                       key=_unit_order)
-        n_members = sum(map(len, units))
-        # count chunks in whole combinations, so that rounding never pushes one past the cap
-        units_per_task = max(1, MAX_MEMBERS_PER_TASK // max(map(len, units)))
-        chunks = math.ceil(len(units) / units_per_task)
-        if n_members >= cpu_count * MIN_MEMBERS_TO_SPLIT:
-            chunks = cpu_count * math.ceil(chunks / cpu_count)
-        chunks = min(chunks, len(units))
-        # exactly `chunks` tasks whose sizes differ by at most one combination
-        bounds = [i * len(units) // chunks for i in range(chunks + 1)]
-        for start, stop in zip(bounds[:-1], bounds[1:]):
-            tasks.append([t for unit in units[start:stop] for t in unit])
-    tasks.sort(key=lambda task: -sum(training_flops(t["params"], n_features, 1) for t in task))
-    return tasks
+    # Chunks that agree on dropout and optimizer run faster: a chunk without
+    # dropout skips the mask multiplies, and one learning rate per optimizer
+    # is one fused update kernel. So sort before cutting.
+    groups = [_Group(sorted((sorted(reruns, key=lambda t: t["rerun"]) for reruns in combos.values()),
+                            key=_unit_order), n_features) for combos in by_group.values()]
+    # The default: each architecture in the fewest tasks the member cap allows, rounded up
+    # to a multiple of cpu_count once it is large enough to split, so that every worker
+    # gets an equal share of it (timed end to end, this beat the alternatives the model
+    # rates within a few percent of it, e.g. tasks of 12 or of 48 members).
+    ks = [min(len(g.units), cpu_count * math.ceil(g.k_min / cpu_count)) if g.members >= cpu_count * MIN_MEMBERS_TO_SPLIT
+          else g.k_min for g in groups]
+
+    def evaluate(ks: list[int]) -> tuple[float, float]:
+        costs = [c for g, k in zip(groups, ks) for c in g.cut(k)[1]]
+        return lpt_makespan(costs, cpu_count), sum(costs)
+
+    # Then one architecture more or less cut, while the model says that ends the run
+    # clearly sooner (a task too large for the others to balance, a split that only
+    # adds fixed cost): the model is within ~10%, so smaller gains are left alone.
+    best = evaluate(ks)
+    while True:
+        moves = [ks[:i] + [k] + ks[i + 1:] for i, g in enumerate(groups)
+                 for k in (ks[i] - 1, ks[i] + 1) if g.k_min <= k <= g.k_max]
+        scored = [(evaluate(trial), trial) for trial in moves]
+        if not scored:
+            break
+        score, trial = min(scored)
+        if not score[0] < best[0] * (1 - CLEAR_GAIN):
+            break
+        ks, best = trial, score
+    tasks = [(cost, task) for g, k in zip(groups, ks) for task, cost in zip(*g.cut(k))]
+    tasks.sort(key=lambda pair: -pair[0])
+    return [task for _, task in tasks]

@@ -25,21 +25,27 @@ class DropoutPool:
         self.length = max(POOL_LENGTH, 4 * max_window)
         self.max_start = self.length - max_window
         self._offsets = np.random.default_rng(_OFFSET_SEED)
-        self._block = self._offsets.integers(0, self.max_start + 1, _OFFSETS_PER_BLOCK)
+        self._block = self._offsets.integers(0, self.max_start + 1, _OFFSETS_PER_BLOCK).tolist()
         self._cursor = 0
+        self._strides: dict[tuple[int, ...], tuple[int, ...]] = {}
         if self.enabled:
             self.pool = torch.stack([_member_pool(rate, g, self.length) for rate, g in zip(rates, generators)])
             self.pool = self.pool.to(device)
 
     def mask(self, shape: tuple[int, ...]) -> torch.Tensor:
         """The next mask of `shape` ([members, ...]) as a view into the pool."""
-        size = int(np.prod(shape[1:]))
         if self._cursor == len(self._block):
-            self._block = self._offsets.integers(0, self.max_start + 1, _OFFSETS_PER_BLOCK)
+            self._block = self._offsets.integers(0, self.max_start + 1, _OFFSETS_PER_BLOCK).tolist()
             self._cursor = 0
-        start = int(self._block[self._cursor])
+        start = self._block[self._cursor]
         self._cursor += 1
-        return self.pool[:, start:start + size].view(shape)
+        strides = self._strides.get(shape)
+        if strides is None:  # each member's window is contiguous; members are a pool row apart
+            inner = [1]
+            for size in reversed(shape[2:]):
+                inner.insert(0, inner[0] * size)
+            strides = self._strides[shape] = (self.pool.stride(0), *inner)
+        return self.pool.as_strided(shape, strides, self.pool.storage_offset() + start)
 
 
 def _member_pool(rate: float, g: torch.Generator, length: int) -> torch.Tensor:

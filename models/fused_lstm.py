@@ -71,12 +71,13 @@ class FusedLSTM:
         return self.head.forward(last, dropout).squeeze(-1)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
-        """One forward/backward pass by autograd (the recurrence is too intricate to write out)."""
+        """One forward/backward pass by autograd (the recurrence is too intricate to write out); returns the logits."""
         self.params.grad.zero_()
-        per_member = loss_fn(self.forward(x, dropout), y).sum(dim=1)
+        logits = self.forward(x, dropout)
+        per_member = loss_fn(logits, y).sum(dim=1)
         # d(sum of members' mean losses): each member gets exactly its own gradient
         per_member.backward(gradient=torch.full_like(per_member, 1.0 / y.shape[1]))
-        return per_member.detach()
+        return logits.detach()
 
     def _run_layer(self, inputs: torch.Tensor, w_hh: torch.Tensor) -> list[torch.Tensor]:
         h = c = None

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from models.components import ACTIVATION_BACKWARD, ACTIVATIONS, INITIALIZATIONS, LOSSES, PRELU_INITIAL_SLOPE, prelu
+from models.components import (ACTIVATION_BACKWARD, ACTIVATIONS, INITIALIZATIONS, LOSSES, MASKED_SLOPE,
+                               PRELU_INITIAL_SLOPE, prelu)
 from models.dropout import DropoutPool
 from settings import hidden_widths
 from models.flat import FlatParameters
@@ -32,6 +33,7 @@ class DenseStack:
                         params.views.get(f"{self.prefix}.{i}.slope")) for i in range(self.n_layers)]
         self.act = ACTIVATIONS[self.activation]
         self.act_backward = ACTIVATION_BACKWARD.get(self.activation)
+        self.masked_slope = MASKED_SLOPE.get(self.activation)
 
     @torch.no_grad()
     def initialize(self, members: list[dict], generators: list[torch.Generator]) -> None:
@@ -56,34 +58,61 @@ class DenseStack:
                     h = h * dropout.mask(h.shape)
         return h
 
-
     @torch.no_grad()
     def forward_cached(self, h: torch.Tensor, dropout: DropoutPool | None):
-        """forward() that keeps what backward_cached() needs, without recording an autograd graph."""
+        """forward() that keeps what backward_cached() needs, without recording an autograd graph.
+
+        Each cache entry is (layer input, z, activation, mask, d); d, when set,
+        is the activation's slope times the dropout mask (MASKED_SLOPE).
+        """
         cache = []
-        last = self.n_layers - 1
-        for i, (weight, bias, slope) in enumerate(self.layers):
+        masked = dropout is not None and dropout.enabled
+        for weight, bias, slope in self.layers[:-1]:
             z = torch.baddbmm(bias, h, weight)
-            if i == last:
-                cache.append((h, None, None, None))
-                return z, cache
+            if masked:
+                mask = dropout.mask(z.shape)
+                if self.masked_slope is not None and slope is None:
+                    d = self.masked_slope(mask, z)
+                    cache.append((h, z, None, None, d))
+                    h = z * d
+                    continue
+            else:
+                mask = None
             a = prelu(z, slope) if slope is not None else self.act(z)
-            mask = dropout.mask(a.shape) if dropout is not None and dropout.enabled else None
-            cache.append((h, z, a, mask))
+            cache.append((h, z, a, mask, None))
             h = a * mask if mask is not None else a
+        weight, bias, _ = self.layers[-1]
+        cache.append((h, None, None, None, None))
+        return torch.baddbmm(bias, h, weight), cache
 
     @torch.no_grad()
     def backward_cached(self, dz: torch.Tensor, cache: list) -> None:
-        """Write d(loss)/d(parameters) into the parameters' .grad views, given d(loss)/d(output)."""
+        """Write d(loss)/d(parameters) into the parameters' .grad views, given d(loss)/d(output).
+
+        The products land in fresh tensors and are then copied into the
+        strided .grad views: torch's batched-gemm path needs a contiguous
+        result, and bmm(out=view) falls back to one gemm per member (slower).
+        """
         for i in range(self.n_layers - 1, -1, -1):
             weight, bias, slope = self.layers[i]
             h = cache[i][0]
-            weight.grad.copy_(torch.bmm(h.transpose(1, 2), dz))
             torch.sum(dz, dim=1, keepdim=True, out=bias.grad)
-            if i == 0:
-                return  # the inputs need no gradient
-            dh = torch.bmm(dz, weight.transpose(1, 2))
-            _, z, a, mask = cache[i - 1]
+            if dz.shape[2] == 1:
+                # a one-unit layer (the output): its products are outer products and
+                # dot products, cheaper as a [1, rows] x [rows, in] product and a broadcast multiply
+                weight.grad.view(weight.shape[0], 1, -1).copy_(torch.bmm(dz.transpose(1, 2), h))
+                if i == 0:
+                    return
+                dh = dz * weight.transpose(1, 2)
+            else:
+                weight.grad.copy_(torch.bmm(h.transpose(1, 2), dz))
+                if i == 0:
+                    return  # the inputs need no gradient
+                dh = torch.bmm(dz, weight.transpose(1, 2))
+            _, z, a, mask, d = cache[i - 1]
+            if d is not None:
+                dz = dh.mul_(d)
+                continue
             if mask is not None:
                 dh.mul_(mask)
             prev_slope = self.layers[i - 1][2]
@@ -111,24 +140,25 @@ class FusedMLP:
         return self.dense.forward(x, dropout).squeeze(-1)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
-        """One forward/backward pass; leaves gradients in params.grad, returns each member's summed loss.
+        """One forward/backward pass; leaves gradients in params.grad, returns the logits [members, batch].
 
         The backward pass is written out (see DenseStack.backward_cached):
         for these tiny layers autograd's bookkeeping cost more than the maths.
+        The loss itself is left to the caller, which computes it for many
+        steps at once from the returned logits.
         """
         z, cache = self.dense.forward_cached(x, dropout)
-        per_member, dz = loss_and_gradient(z.squeeze(-1), y, loss_fn)
-        self.dense.backward_cached(dz.unsqueeze(-1), cache)
-        return per_member
+        logits = z.squeeze(-1)
+        self.dense.backward_cached(logit_gradient(logits, y, loss_fn).unsqueeze(-1), cache)
+        return logits
 
 
-def loss_and_gradient(logits: torch.Tensor, y: torch.Tensor, loss_fn):
-    """Each member's summed loss, and d(sum of members' mean losses)/d(logits), by autograd on this small graph."""
+def logit_gradient(logits: torch.Tensor, y: torch.Tensor, loss_fn) -> torch.Tensor:
+    """d(sum of members' mean losses)/d(logits): each member gets exactly its own gradient."""
     if loss_fn is LOSSES["bce"]:  # the common case, in closed form: what autograd would compute
-        per_member = loss_fn(logits, y).sum(dim=1)
-        return per_member, (torch.sigmoid(logits) - y).div_(y.shape[1])
+        return torch.sigmoid(logits).sub_(y).div_(y.shape[1])
     with torch.enable_grad():
         logits = logits.detach().requires_grad_()
         per_member = loss_fn(logits, y).sum(dim=1)
         (dz,) = torch.autograd.grad(per_member, logits, grad_outputs=torch.full_like(per_member, 1.0 / y.shape[1]))
-    return per_member.detach(), dz
+    return dz

@@ -13,7 +13,7 @@ from fused_optim import KERNELS, FusedOptimizer, group_key
 from models import build_model
 from models.components import LOSSES
 from settings import ACTIVATIONS, HYPERPARAMETER_DEFAULTS, OPTIMIZERS
-from training import member_generator, predict, train_members
+from training import evaluation_loss, member_generator, predict, train_members
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -137,9 +137,9 @@ def test_fused_member_trains_exactly_as_alone(model):
                for m in MIXED]
     members.sort(key=lambda m: group_key(m["params"]))
     x, y = small_data()
-    fused, _, _ = train_members(arch, members, x, y, CPU)
+    fused, _, _, _ = train_members(arch, members, x, y, CPU)
     for row, member in enumerate(members):
-        alone, _, _ = train_members(arch, [member], x, y, CPU)
+        alone, _, _, _ = train_members(arch, [member], x, y, CPU)
         torch.testing.assert_close(fused.params.data[row], alone.params.data[0], rtol=1e-5, atol=1e-6)
         assert torch.equal(predict(fused, x, 0.5)[row], predict(alone, x, 0.5)[0])
 
@@ -149,7 +149,7 @@ def test_fused_member_matches_plain_torch_training():
     arch = hp(hidden_layers=[2, 1], batch_size=16, max_epochs=3, activation="tanh", learning_rate=1e-2)
     seed = 21
     x, y = small_data(rows=80)
-    fused, _, _ = train_members(arch, [{"seed": seed, "params": arch}], x, y, CPU)
+    fused, _, _, _ = train_members(arch, [{"seed": seed, "params": arch}], x, y, CPU)
     start = build_model(arch, [arch], x.shape[1], [member_generator(seed, "init")], CPU)
 
     reference = build_naive_model(arch, x.shape[1])
@@ -186,8 +186,91 @@ def test_diverging_member_is_flagged_without_touching_the_others():
     members = [{"seed": 1, "params": hp(**{**arch, "learning_rate": 1e-2})},
                {"seed": 2, "params": hp(**{**arch, "optimizer": "sgd", "learning_rate": 1e6})}]
     x, y = small_data()
-    fused, losses, diverged = train_members(arch, members, x, y, CPU)
-    alone, _, _ = train_members(arch, members[:1], x, y, CPU)
+    fused, losses, diverged, _ = train_members(arch, members, x, y, CPU)
+    alone, _, _, _ = train_members(arch, members[:1], x, y, CPU)
     assert diverged.tolist() == [False, True]
     assert np.isfinite(losses[0])
     torch.testing.assert_close(fused.params.data[0], alone.params.data[0])
+
+
+def test_after_epoch_can_stop_training_early():
+    """The pruning hook: called after each epoch with its index; True stops, and the epochs are counted."""
+    arch = hp(hidden_layers=[2, 1], batch_size=16, max_epochs=5, dropout=0.2)
+    members = [{"seed": 31, "params": arch}, {"seed": 32, "params": arch}]
+    x, y = small_data()
+    calls = []
+
+    def after_epoch(epoch, model):
+        calls.append(epoch)
+        assert model.params.data.shape[0] == 2
+        return epoch == 1
+
+    stopped, losses, diverged, epochs = train_members(arch, members, x, y, CPU, after_epoch=after_epoch)
+    assert calls == [0, 1] and epochs == 2
+    two, two_losses, _, two_epochs = train_members({**arch, "max_epochs": 2}, members, x, y, CPU)
+    assert two_epochs == 2
+    torch.testing.assert_close(stopped.params.data, two.params.data)
+    np.testing.assert_allclose(losses, two_losses)
+    # a hook that never stops changes nothing
+    _, _, _, full = train_members(arch, members, x, y, CPU, after_epoch=lambda epoch, model: False)
+    assert full == 5
+
+
+def test_training_loss_is_the_mean_loss_over_the_epoch():
+    """With a zero learning rate the weights never move, so the epoch's loss is evaluation_loss on the same rows."""
+    arch = hp(hidden_layers=[2, 1], batch_size=16, max_epochs=1, optimizer="sgd", learning_rate=0.0)
+    members = [{"seed": s, "params": arch} for s in (41, 42, 43)]
+    x, y = small_data(rows=90)  # 5 full batches and a partial one
+    model, losses, _, _ = train_members(arch, members, x, y, CPU)
+    start = build_model(arch, [arch] * 3, x.shape[1], [member_generator(s, "init") for s in (41, 42, 43)], CPU)
+    torch.testing.assert_close(model.params.data, start.params.data)
+    np.testing.assert_allclose(losses, evaluation_loss(model, x, y, "bce"), rtol=1e-5)
+
+
+def test_evaluation_loss_matches_plain_torch_and_ignores_dropout_and_chunking():
+    arch = hp(hidden_layers=[2, 1], dropout=0.5)
+    model = build_model(arch, [arch] * 2, 6, [member_generator(s, "init") for s in (51, 52)], CPU)
+    x, y = small_data(rows=50)
+    ours = evaluation_loss(model, x, y, "mse")
+    np.testing.assert_allclose(evaluation_loss(model, x, y, "mse", chunk=7), ours, rtol=1e-6)
+    for e in range(2):
+        reference = build_naive_model(arch, x.shape[1]).eval()
+        linears = [m for m in reference if isinstance(m, torch.nn.Linear)]
+        with torch.no_grad():
+            for layer, (weight, bias, _) in zip(linears, model.dense.layers):
+                layer.weight.copy_(weight[e].T)
+                layer.bias.copy_(bias[e, 0])
+            expected = torch.nn.functional.mse_loss(torch.sigmoid(reference(x).squeeze(-1)), y.float())
+        assert ours[e] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_gather_blocks_do_not_change_the_result(monkeypatch):
+    """Rows are gathered a block of steps at a time; the block size must not matter."""
+    import training
+    arch = hp(hidden_layers=[2, 1], batch_size=16, max_epochs=2, dropout=0.1)
+    members = [{"seed": s, "params": hp(**{**arch, "learning_rate": lr})} for s, lr in ((61, 1e-2), (62, 3e-3))]
+    x, y = small_data(rows=90)
+    whole, whole_losses, _, _ = train_members(arch, members, x, y, CPU)
+    monkeypatch.setattr(training, "GATHER_BYTES", 1)  # one step per block
+    blocked, blocked_losses, _, _ = train_members(arch, members, x, y, CPU)
+    torch.testing.assert_close(whole.params.data, blocked.params.data)
+    np.testing.assert_allclose(whole_losses, blocked_losses, rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
+def test_one_unit_hidden_layer_backward_matches_autograd(activation):
+    """A hidden layer one unit wide takes the outer-product path of the hand-written backward."""
+    arch = hp(hidden_layers=[2, 0.2, 1], activation=activation)  # 5 inputs -> 10 -> 1 -> 5 -> 1
+    members = [hp(**{**arch, "dropout": d}) for d in (0.0, 0.4)]
+    model = build_model(arch, members, 5, [member_generator(s, "init") for s in range(2)], CPU)
+    assert [w.shape[2] for w, _, _ in model.dense.layers] == [10, 1, 5, 1]
+    x, y = torch.randn(2, 16, 5), (torch.rand(2, 16) > 0.5).float()
+    from models.dropout import DropoutPool
+    pools = [DropoutPool([m["dropout"] for m in members], [member_generator(s, "dropout") for s in range(2)],
+                         16 * 10, CPU) for _ in range(2)]
+    model.train_step(x, y, pools[0], LOSSES["bce"])
+    manual = model.params.grad.clone()
+    model.params.grad.zero_()
+    per_member = LOSSES["bce"](model.forward(x, pools[1]), y).sum(dim=1)
+    per_member.backward(gradient=torch.full_like(per_member, 1 / 16))
+    torch.testing.assert_close(manual, model.params.grad, rtol=1e-5, atol=1e-6)

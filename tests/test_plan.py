@@ -296,7 +296,52 @@ def test_make_tasks_most_expensive_first(tmp_path):
     grid = {"hidden_layers": [[1], [8, 8]], "max_epochs": [1, 4], "learning_rate": [1e-3, 1e-4]}
     combinations = plan.planned_combinations(make_settings(tmp_path, grid))
     tasks = plan.make_tasks(trainings_for(combinations, 2), 1, n_features=10)
-    costs = [sum(plan.training_flops(t["params"], 10, 1) for t in task) for task in tasks]
+    costs = [plan.task_cost(task, 10) for task in tasks]
     assert len(tasks) == 4
     assert costs == sorted(costs, reverse=True)
     assert tasks[0][0]["params"]["hidden_layers"] == [8, 8] and tasks[0][0]["params"]["max_epochs"] == 4
+
+
+def reference_trainings(tmp_path, reruns=3):
+    """The benchmark's reference sweep (bench/reference.py): 2 architectures x dropout x optimizer x 4 rates."""
+    grid = {"hidden_layers": [[2, 3, 2, 1, 0.5], [2, 1, 0.5]], "dropout": [0.0, 0.2], "optimizer": ["adam", "rmsprop"],
+            "learning_rate": [1e-3, 5e-4, 1e-4, 5e-5], "activation": ["leaky_relu"], "batch_size": [32],
+            "max_epochs": [8]}
+    return trainings_for(plan.planned_combinations(make_settings(tmp_path, grid)), reruns)
+
+
+def test_task_cost_model_shape(tmp_path):
+    trainings = reference_trainings(tmp_path)
+    big = [t for t in trainings if len(t["params"]["hidden_layers"]) == 5]
+    small = [t for t in trainings if len(t["params"]["hidden_layers"]) == 3]
+    without = [t for t in big if t["params"]["dropout"] == 0]
+    with_dropout = [t for t in big if t["params"]["dropout"] > 0]
+    assert len(without) == len(with_dropout) == 24
+    # dropout costs extra, and one member with dropout makes the whole task pay for masks
+    assert plan.task_cost(with_dropout, 30) > plan.task_cost(without, 30)
+    assert plan.task_cost(without[:21] + with_dropout[:3], 30) == pytest.approx(plan.task_cost(with_dropout, 30))
+    assert plan.task_cost(big[:24], 30) > 2 * plan.task_cost(small[:24], 30)
+    # a step's fixed cost is shared: twice the members cost less than twice as much
+    assert plan.task_cost(small[:24], 30) < 2 * plan.task_cost(small[:12], 30)
+    # more epochs or smaller batches: proportionally more steps
+    longer = [{**t, "params": {**t["params"], "max_epochs": 16}} for t in small[:24]]
+    assert plan.task_cost(longer, 30) == pytest.approx(2 * plan.task_cost(small[:24], 30))
+
+
+def test_lpt_makespan():
+    assert plan.lpt_makespan([5, 4, 3, 3, 3], 2) == 10      # 5 and 4; then 4+3, 5+3, 7+3
+    assert plan.lpt_makespan([1.0], 4) == 1.0
+    assert plan.lpt_makespan([2, 2, 2, 2], 2) == 4
+
+
+def test_make_tasks_reference_sweep_balances_two_workers(tmp_path):
+    """Tasks of one architecture with and without dropout go to different workers first, and the loads even out."""
+    trainings = reference_trainings(tmp_path)
+    tasks = plan.make_tasks(trainings, 2, n_features=30)
+    check_tasks(tasks, trainings)
+    first, second = tasks[0], tasks[1]
+    assert len(first[0]["params"]["hidden_layers"]) == len(second[0]["params"]["hidden_layers"]) == 5
+    assert {t["params"]["dropout"] for t in first} == {0.2}          # the dearer of the two first
+    assert {t["params"]["dropout"] for t in second} == {0.0}
+    costs = [plan.task_cost(task, 30) for task in tasks]
+    assert plan.lpt_makespan(costs, 2) <= 1.05 * sum(costs) / 2
