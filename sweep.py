@@ -56,10 +56,13 @@ class Sweep:
         from study import Ledger, open_storage, open_study
         from strategies import make_pruner, make_sampler
 
+        if self.storage_url is not None:  # an unreachable database is reported before anything is written
+            self.storage = open_storage(self.storage_url, self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.run_dir.glob(".*.tmp"):  # a write that a kill interrupted before its rename
             stale.unlink()
-        self.storage = open_storage(self.storage_url, self.run_dir)
+        if self.storage_url is None:
+            self.storage = open_storage(None, self.run_dir)
         study = open_study(self.storage, self.study_name, self.fingerprint,
                            sampler=make_sampler(self.settings), pruner=make_pruner(self.settings))
         if "run" not in study.user_attrs:  # what `evaluate.py --storage` needs to rank this study

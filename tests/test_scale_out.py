@@ -14,15 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from test_search import ROOT, run_search, write_config, write_dat
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    write_dat(folder / "train.csv", 400, seed=1)
-    write_dat(folder / "test.csv", 200, seed=2)
-    return folder
+from test_search import ROOT, data_dir, run_search, write_config  # noqa: F401 (data_dir: the same small D.AT files)
 
 
 def ranged_config(folder, data_dir, name="ranged", **settings):
@@ -206,3 +198,13 @@ def test_a_killed_process_loses_its_combinations_to_the_others(tmp_path, data_di
     assert taken <= {t.user_attrs["combination"] for t in stale}  # its claims were declared stale...
     assert taken <= {t.user_attrs["combination"] for t in finished}  # ...and finished by the others
     assert any("took over" in err for _, err in outputs)
+
+
+def test_an_unreachable_database_is_a_clear_error_and_writes_nothing(tmp_path, data_dir):
+    config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2]})
+    done = run_search(config, tmp_path / "results", "--storage", "postgresql://sweep:secret@127.0.0.1:1/sweeps")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--storage postgresql://sweep:***@127.0.0.1:1/sweeps" in done.stderr  # the password is not echoed
+    assert not (tmp_path / "results").exists()
+    alone = run_search(config, tmp_path / "results", "--study", "x")
+    assert alone.returncode == 2 and "--storage URL" in alone.stderr
