@@ -243,7 +243,6 @@ def open_study(storage: Storage, name: str, fingerprint: dict, sampler=None, pru
 @dataclass
 class Claim:
     trial_id: int
-    number: int
     combination: dict
     cid: str
 
@@ -253,8 +252,7 @@ class Status:
     """What the study holds, per combination id."""
     records: dict = field(default_factory=dict)   # cid -> finished trial (COMPLETE or PRUNED)
     failed: dict = field(default_factory=dict)    # cid -> FAIL trial with an error (failed in this run)
-    claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process
-    mine: set = field(default_factory=set)        # cids this process holds
+    claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process (this one included)
     claimants: int = 1                            # live processes, this one included
 
     def taken(self, cid: str) -> bool:
@@ -292,17 +290,14 @@ class Ledger:
         if claimant == self.me:
             return True
         record = beats.get(f"claimant:{claimant}")
-        if record is None:
-            key = (None, None)
-        else:
-            if record.get("left"):
-                return False
-            if record["host"] == HOST and not _pid_alive(record["pid"]):
-                return False  # same machine and its process is gone: no need to wait for the timeout
-            key = (record["beat"], None)
+        if record is not None and record.get("left"):
+            return False
+        if record is not None and record["host"] == HOST and not _pid_alive(record["pid"]):
+            return False  # same machine and its process is gone: no need to wait for the timeout
+        beat = None if record is None else record["beat"]
         last, since = self._seen.get(claimant, (object(), now))
-        if key[0] != last:  # the beat moved (or first sight): alive, and start timing from here
-            self._seen[claimant] = (key[0], now)
+        if beat != last:  # the beat moved (or first sight): alive, and start timing from here
+            self._seen[claimant] = (beat, now)
             return True
         return now - since < self.timeout
 
@@ -328,10 +323,7 @@ class Ledger:
                     status.failed.setdefault(cid, trial)
             elif trial.state == TrialState.RUNNING:
                 claimant = trial.system_attrs.get("claimant")
-                if claimant == self.me:
-                    status.mine.add(cid)
-                    status.claimed[cid] = trial
-                elif self._alive(claimant, beats, now):
+                if self._alive(claimant, beats, now):
                     status.claimed[cid] = trial
                     live.add(claimant)
                 elif take_over:
@@ -350,7 +342,8 @@ class Ledger:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
         try:
-            self.storage.optuna.set_trial_system_attr(trial._trial_id, "stale", f"{claimant} stopped beating")
+            reason = f"{claimant} stopped (its process is gone, or no heartbeat for {self.timeout:g} s)"
+            self.storage.optuna.set_trial_system_attr(trial._trial_id, "stale", reason)
             self.storage.optuna.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             return  # it finished after all (or another process failed it first)
@@ -371,9 +364,8 @@ class Ledger:
                 template = optuna.trial.create_trial(state=TrialState.RUNNING, **trial_template(combination, cid),
                                                      system_attrs={"claimant": self.me})
                 trial_id = self.storage.optuna.create_new_trial(self.study_id, template_trial=template)
-                claims.append(Claim(trial_id, self.storage.optuna.get_trial_number_from_id(trial_id), combination, cid))
+                claims.append(Claim(trial_id, combination, cid))
                 status.claimed[cid] = None
-                status.mine.add(cid)
         return claims, status
 
     def claim_asked(self, count: int, budget: int, suggest, trial_template,
@@ -393,7 +385,7 @@ class Ledger:
                 combination, cid = suggest(trial)
                 self.storage.optuna.set_trial_user_attr(trial._trial_id, "combination", cid)
                 if status.taken(cid):
-                    # the same point again: not trained twice; the sampler learns it was no news
+                    # the same point again: recorded as a failed trial (not trained twice), and ask again
                     self.storage.optuna.set_trial_system_attr(trial._trial_id, "duplicate_of", cid)
                     self.storage.optuna.set_trial_state_values(trial._trial_id, TrialState.FAIL)
                     duplicates += 1
@@ -404,8 +396,7 @@ class Ledger:
                     if key != "combination":
                         self.storage.optuna.set_trial_user_attr(trial._trial_id, key, value)
                 status.claimed[cid] = trial
-                status.mine.add(cid)
-                claims.append(Claim(trial._trial_id, trial.number, combination, cid))
+                claims.append(Claim(trial._trial_id, combination, cid))
         return claims, status, False
 
     # -- results

@@ -141,8 +141,8 @@ class Sweep:
                     for task in plan.make_tasks(trainings, pool.cpu_count, self.data["n_features"]):
                         pool.submit(task)
                 if taken := ledger.taken_over:
-                    print(f"note: took over {len(taken)} combinations from a process that stopped responding "
-                          f"(no heartbeat for {ledger.timeout:g} s).", file=sys.stderr)
+                    print(f"note: took over {len(taken)} combinations from a process that stopped (it is no "
+                          f"longer running, or sent no heartbeat for {ledger.timeout:g} s).", file=sys.stderr)
                     ledger.taken_over = []
             if pool.pending:
                 for future, task in pool.wait_for_some(timeout=0.5):
@@ -189,12 +189,12 @@ class Sweep:
 
     def _record_sweep(self, task: list[dict], results: list[dict]) -> int:
         """Record a finished task of the sweep; returns how many combinations it completed."""
+        from optuna.trial import TrialState
         completed = self.recorder.add_results(results, {(t["combination"], t["rerun"]): t for t in task},
                                               fold=task[0]["fold"])
         for cid, reruns, bits in completed:
             claim = self.claims.pop(cid)
             pruned = any(r.get("status") == "pruned" for r in reruns)
-            from optuna.trial import TrialState
             value = None if pruned else float(np.median([r["p_value"] for r in reruns]))
             if self.ledger.finish(claim, TrialState.PRUNED if pruned else TrialState.COMPLETE, value,
                                   {"reruns": stored_rows(reruns, bits)}):
