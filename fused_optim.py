@@ -1,4 +1,4 @@
-"""Optimizers over a flat [members, n] parameter buffer, one hyperparameter row per member.
+"""Optimizers over [members, n] parameter blocks, one hyperparameter row per member.
 
 torch.optim applies one learning rate to a whole tensor; a fused training
 needs a different learning rate, weight decay and even optimizer for each
@@ -20,61 +20,71 @@ SGD_MOMENTUM = 0.9       # plain SGD without momentum is rarely what anyone want
 
 
 class _Rows:
-    """State of one optimizer over a contiguous range of member rows."""
+    """State of one optimizer over a contiguous range of member rows, in each parameter block."""
 
-    def __init__(self, kind: str, data: torch.Tensor, grad: torch.Tensor, members: list[dict]) -> None:
-        self.kind, self.p, self.g = kind, data, grad
-        column = lambda key: torch.tensor([[float(m[key])] for m in members], device=data.device)
+    def __init__(self, kind: str, data: list[torch.Tensor], grad: list[torch.Tensor], members: list[dict]) -> None:
+        self.kind = kind
+        self.blocks = [_RowsBlock(kind, p, g) for p, g in zip(data, grad)]
+        column = lambda key: torch.tensor([[float(m[key])] for m in members], device=data[0].device)
         self.lr = column("learning_rate")
         self.l2 = column("l2_regularization") if any(m["l2_regularization"] for m in members) else None
         self.steps = 0
-        self.a = torch.zeros_like(data)  # first moment / momentum / squared-gradient sum
-        self.b = torch.zeros_like(data) if kind in ("adam", "adamw", "adamax") else None
-        self.s = torch.empty_like(data)  # scratch
         if kind == "adamw" and self.l2 is not None:
             self.decay = 1.0 - self.lr * self.l2  # decoupled weight decay factor per row
 
     def step(self) -> None:
-        p, g = self.p, self.g
         self.steps += 1
-        if self.l2 is not None:
-            if self.kind == "adamw":
-                p.mul_(self.decay)
-            else:
-                g.addcmul_(p, self.l2)  # torch's (coupled) weight_decay
-        getattr(self, "_" + self.kind)(p, g)
+        rule = getattr(self, "_" + self.kind)
+        for block in self.blocks:
+            p, g = block.p, block.g
+            if self.l2 is not None:
+                if self.kind == "adamw":
+                    p.mul_(self.decay)
+                else:
+                    g.addcmul_(p, self.l2)  # torch's (coupled) weight_decay
+            rule(block, p, g)
 
     # Each rule writes into the scratch buffer `s` instead of allocating: a
     # fresh megabyte-sized tensor per step costs more than the arithmetic.
-    def _sgd(self, p, g):
-        self.a.mul_(SGD_MOMENTUM).add_(g)  # starts at zero, so step 1 gives buf = g as torch does
-        p.sub_(torch.mul(self.a, self.lr, out=self.s))
+    def _sgd(self, state, p, g):
+        state.a.mul_(SGD_MOMENTUM).add_(g)  # starts at zero, so step 1 gives buf = g as torch does
+        p.sub_(torch.mul(state.a, self.lr, out=state.s))
 
-    def _adam(self, p, g):
+    def _adam(self, state, p, g):
         beta1, beta2 = BETAS
-        self.a.lerp_(g, 1 - beta1)
-        self.b.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        state.a.lerp_(g, 1 - beta1)
+        state.b.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         step_size = self.lr / (1 - beta1 ** self.steps)
-        denom = torch.sqrt(self.b, out=self.s).div_(math.sqrt(1 - beta2 ** self.steps)).add_(ADAM_EPS)
-        p.sub_(torch.div(self.a, denom, out=self.s).mul_(step_size))
+        denom = torch.sqrt(state.b, out=state.s).div_(math.sqrt(1 - beta2 ** self.steps)).add_(ADAM_EPS)
+        p.sub_(torch.div(state.a, denom, out=state.s).mul_(step_size))
 
     _adamw = _adam  # the decay happened in step()
 
-    def _adamax(self, p, g):
+    def _adamax(self, state, p, g):
         beta1, beta2 = BETAS
-        self.a.lerp_(g, 1 - beta1)
-        torch.maximum(self.b.mul_(beta2), torch.abs(g, out=self.s).add_(ADAM_EPS), out=self.b)
-        p.sub_(torch.div(self.a, self.b, out=self.s).mul_(self.lr / (1 - beta1 ** self.steps)))
+        state.a.lerp_(g, 1 - beta1)
+        torch.maximum(state.b.mul_(beta2), torch.abs(g, out=state.s).add_(ADAM_EPS), out=state.b)
+        p.sub_(torch.div(state.a, state.b, out=state.s).mul_(self.lr / (1 - beta1 ** self.steps)))
 
-    def _rmsprop(self, p, g):
-        self.a.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
-        avg = torch.sqrt(self.a, out=self.s).add_(RMSPROP_EPS)
-        p.sub_(torch.div(g, avg, out=self.s).mul_(self.lr))
+    def _rmsprop(self, state, p, g):
+        state.a.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
+        avg = torch.sqrt(state.a, out=state.s).add_(RMSPROP_EPS)
+        p.sub_(torch.div(g, avg, out=state.s).mul_(self.lr))
 
-    def _adagrad(self, p, g):
-        self.a.addcmul_(g, g, value=1)
-        std = torch.sqrt(self.a, out=self.s).add_(ADAGRAD_EPS)
-        p.sub_(torch.div(g, std, out=self.s).mul_(self.lr))
+    def _adagrad(self, state, p, g):
+        state.a.addcmul_(g, g, value=1)
+        std = torch.sqrt(state.a, out=state.s).add_(ADAGRAD_EPS)
+        p.sub_(torch.div(g, std, out=state.s).mul_(self.lr))
+
+
+class _RowsBlock:
+    """One parameter block's rows and the optimizer state that goes with them."""
+
+    def __init__(self, kind: str, p: torch.Tensor, g: torch.Tensor) -> None:
+        self.p, self.g = p, g
+        self.a = torch.zeros_like(p)  # first moment / momentum / squared-gradient sum
+        self.b = torch.zeros_like(p) if kind in ("adam", "adamw", "adamax") else None
+        self.s = torch.empty_like(p)  # scratch
 
 
 # RMSprop is Adam with beta1 = 0 and no bias correction: exp_avg = lerp(exp_avg, grad, 1)
@@ -93,11 +103,12 @@ class _Kernel:
     matters when a fused task holds a dozen learning rates.
     """
 
-    def __init__(self, kind: str, data: torch.Tensor, grad: torch.Tensor, lr: float, l2: float) -> None:
-        self.kind, self.p, self.g, self.lr, self.l2 = kind, [data], [grad], lr, l2
-        self.a = [torch.zeros_like(data)]
-        self.b = [torch.zeros_like(data)] if kind in ("adam", "adamw", "rmsprop") else None
-        self.steps = [torch.zeros((), device=data.device)]
+    def __init__(self, kind: str, data: list[torch.Tensor], grad: list[torch.Tensor], lr: float, l2: float) -> None:
+        self.kind, self.p, self.g, self.lr, self.l2 = kind, data, grad, lr, l2
+        self.a = [torch.zeros_like(p) for p in data]
+        self.b = [torch.zeros_like(p) for p in data] if kind in ("adam", "adamw", "rmsprop") else None
+        # the kernels take a step count per tensor; all of a group's blocks share one
+        self.steps = [torch.zeros((), device=data[0].device)] * len(data)
         if kind == "rmsprop":
             self.steps[0].fill_(_NO_BIAS_CORRECTION_STEP)
 
@@ -137,13 +148,19 @@ def group_key(member: dict) -> tuple:
 
 
 class FusedOptimizer:
-    """One optimizer step for every member; `members` must be sorted by group_key."""
+    """One optimizer step for every member; `members` must be sorted by group_key.
 
-    def __init__(self, data: torch.Tensor, grad: torch.Tensor, members: list[dict], use_kernels: bool = True) -> None:
+    `data` and `grad` are the parameter blocks (FlatParameters.data_blocks and
+    grad_blocks: [members, n] each, one row per member), or a single such matrix.
+    """
+
+    def __init__(self, data, grad, members: list[dict], use_kernels: bool = True) -> None:
+        if isinstance(data, torch.Tensor):
+            data, grad = [data], [grad]
         self.data, self.grad = data, grad
         self.l1 = None
         if any(m["l1_regularization"] for m in members):
-            self.l1 = torch.tensor([[float(m["l1_regularization"])] for m in members], device=data.device)
+            self.l1 = torch.tensor([[float(m["l1_regularization"])] for m in members], device=data[0].device)
         key = group_key if use_kernels else (lambda m: (m["optimizer"],))
         self.groups = []
         start = 0
@@ -153,10 +170,11 @@ class FusedOptimizer:
                 stop += 1
             kind, rows = members[start]["optimizer"], slice(start, stop)
             if use_kernels and kind in KERNELS:
-                self.groups.append(_Kernel(kind, data[rows], grad[rows], float(members[start]["learning_rate"]),
+                self.groups.append(_Kernel(kind, [d[rows] for d in data], [g[rows] for g in grad],
+                                           float(members[start]["learning_rate"]),
                                            float(members[start]["l2_regularization"])))
             else:
-                self.groups.append(_Rows(kind, data[rows], grad[rows], members[rows]))
+                self.groups.append(_Rows(kind, [d[rows] for d in data], [g[rows] for g in grad], members[rows]))
             start = stop
         keys = [key(members[g]) for g in range(len(members))]
         if keys != sorted(keys, key=lambda k: keys.index(k)):
@@ -165,6 +183,7 @@ class FusedOptimizer:
     @torch.no_grad()
     def step(self) -> None:
         if self.l1 is not None:  # subgradient of l1 * |w|, added before any rule sees the gradient
-            self.grad.addcmul_(self.data.sign(), self.l1)
+            for p, g in zip(self.data, self.grad):
+                g.addcmul_(p.sign(), self.l1)
         for group in self.groups:
             group.step()

@@ -54,7 +54,7 @@ def predict_latest(run_dir: Path, latest_csv: Path, top: int = 10, file=sys.stdo
     model = winner_model(run_dir, run, cid, params, scaler.transform(x_train), y_train)
     with torch.no_grad():
         x = torch.from_numpy(scaler.transform(x_latest))
-        probabilities = torch.sigmoid(model.forward(x.unsqueeze(0).expand(model.params.data.shape[0], -1, -1), None))
+        probabilities = torch.sigmoid(model.forward(x.unsqueeze(0).expand(model.params.members, -1, -1), None))
     scores = np.median(probabilities.numpy(), axis=0)
     table = pd.DataFrame({"ticker": tickers, "score": scores,
                           "predicted_up": scores >= run["PREDICTION_THRESHOLD"]})
@@ -82,12 +82,12 @@ def winner_model(run_dir: Path, run: dict, cid: str, params: dict, x_train, y_tr
         if saved["combination"] == cid and saved["seeds"] == seeds:
             model = build_model(params, [params] * len(seeds), x_train.shape[1],
                                 [member_generator(s, "init") for s in seeds], torch.device("cpu"))
-            model.params.data.copy_(saved["weights"])
+            model.params.load_rows(saved["weights"])
             return model
     print(f"Training combination {cid} on the whole train file ({len(seeds)} reruns)...", file=sys.stderr)
     model, *_ = train_members(params, members, torch.from_numpy(x_train), torch.from_numpy(y_train),
                             torch.device("cpu"))
     state = {"combination": cid, "hyperparameters": json.dumps(params), "seeds": seeds,
-             "weights": model.params.data.clone(), "layout": {k: list(v) for k, v in model.params.shapes.items()}}
+             "weights": model.params.rows(), "layout": {k: list(v) for k, v in model.params.shapes.items()}}
     atomic_write(path, lambda f: torch.save(state, f), binary=True)
     return model

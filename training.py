@@ -94,7 +94,7 @@ def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Ten
     seeds = [m["seed"] for m in members]
     params = [m["params"] for m in members]
     model = build_model(arch, params, n_features, [member_generator(s, "init") for s in seeds], device)
-    optimizer = FusedOptimizer(model.params.data, model.params.grad, params)
+    optimizer = FusedOptimizer(model.params.data_blocks, model.params.grad_blocks, params)
     batch = arch["batch_size"]
     dropout = DropoutPool([p["dropout"] for p in params], [member_generator(s, "dropout") for s in seeds],
                           max_window=min(batch, n_rows) * model.max_dropout_window, device=device)
@@ -128,18 +128,18 @@ def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Ten
         epochs += 1
         if after_epoch is not None and after_epoch(epoch, model):
             break
-    diverged |= ~torch.isfinite(model.params.data).all(dim=1)
+    diverged |= ~model.params.finite_rows()
     return model, (total / n_rows).cpu().numpy(), diverged.cpu().numpy(), epochs
 
 
 @torch.no_grad()
 def evaluation_loss(model, x, y, loss_name: str, chunk: int = 4096) -> np.ndarray:
     """Each member's mean loss on (x, y) [members], in eval mode (no dropout); NaN weights give NaN."""
-    weights = model.params.data
+    weights = model.params.buffer
     x = torch.as_tensor(x).to(device=weights.device, dtype=weights.dtype)
     y = torch.as_tensor(y).to(device=weights.device, dtype=weights.dtype)
     loss_fn = LOSSES[loss_name]
-    members = weights.shape[0]
+    members = model.params.members
     total = torch.zeros(members, dtype=torch.float64, device=weights.device)
     for start in range(0, x.shape[0], chunk):
         xb = x[start:start + chunk].unsqueeze(0).expand(members, -1, -1)
@@ -151,7 +151,7 @@ def evaluation_loss(model, x, y, loss_name: str, chunk: int = 4096) -> np.ndarra
 @torch.no_grad()
 def predict(model, x: torch.Tensor, threshold: float, chunk: int = 4096) -> torch.Tensor:
     """0/1 predictions [members, rows]: probability >= threshold. NaN weights predict 0."""
-    members = model.params.data.shape[0]
+    members = model.params.members
     out = []
     for start in range(0, x.shape[0], chunk):
         xb = x[start:start + chunk].unsqueeze(0).expand(members, -1, -1)

@@ -49,7 +49,9 @@ params = sorted(({**arch, "optimizer": "adam" if i % 2 == 0 else "rmsprop", "lea
                  for i in range(members)), key=group_key)
 model = build_model(arch, params, 30, [training.member_generator(i, "init") for i in range(members)],
                     torch.device("cpu"))
-optimizer = FusedOptimizer(model.params.data, model.params.grad, params)
+blocks = (model.params.data_blocks, model.params.grad_blocks) if hasattr(model.params, "data_blocks") else (
+    model.params.data, model.params.grad)  # an older checkout's one flat matrix
+optimizer = FusedOptimizer(*blocks, params)
 pool = DropoutPool([p["dropout"] for p in params], [training.member_generator(i, "dropout") for i in range(members)],
                    32 * model.max_dropout_window, torch.device("cpu"))
 loss_fn = LOSSES["bce"]

@@ -1,11 +1,16 @@
-"""All trainable tensors of a fused model live in one flat [members, n] buffer.
+"""All trainable tensors of a fused model live in one buffer, in a few [members, n] blocks.
 
-Why: with every parameter of every member in one row-per-member matrix, the
-optimizer update is a handful of whole-buffer operations per step, whatever
-the number of layers, and per-member hyperparameters (learning rate, weight
-decay, ...) are just [members, 1] columns that broadcast. Each layer's
-weight is a strided view into that buffer, and its `.grad` is a view into a
-matching flat gradient buffer, so autograd accumulates straight into it.
+Why blocks: each weight matrix gets a block of its own, [members, in * out],
+so its view [members, in, out] is contiguous and the backward pass's
+batched matmul writes the weight gradient straight into it (torch's
+batched-gemm path needs a contiguous result; a strided one falls back to a
+gemm per member, or costs a copy). The biases and other one-row tensors
+share one more block. The optimizer updates each block as a whole, with
+per-member hyperparameters as [members, 1] columns that broadcast, so a step
+costs a few whole-block operations whatever the number of layers.
+
+`rows()` and `load_rows()` give every member's parameters as one row, in the
+order they were declared (the layout winner.pt is saved in).
 """
 from __future__ import annotations
 
@@ -14,9 +19,8 @@ import warnings
 
 import torch
 
-# Autograd warns when a pre-set .grad has the strides of a view rather than a
-# fresh tensor. That is exactly our layout, and it is correct; only speed
-# could suffer, and we measured none.
+# Autograd (the LSTM's backward) warns when a pre-set .grad has the strides
+# of a view rather than a fresh tensor. That is our layout, and it is correct.
 warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 
@@ -30,18 +34,55 @@ class FlatParameters:
         self.shapes[name] = tuple(shape)
 
     def allocate(self, members: int, device: torch.device) -> None:
+        self.members = members
         sizes = {name: math.prod(shape) for name, shape in self.shapes.items()}
         self.size = sum(sizes.values())
-        self.data = torch.zeros(members, self.size, device=device)
-        self.grad = torch.zeros(members, self.size, device=device)
+        # one block per matrix, then one block for all the one-row tensors (biases, PReLU slopes)
+        matrices = [name for name, shape in self.shapes.items() if shape[0] > 1]
+        rows = [name for name in self.shapes if name not in matrices]
+        layout = [[name] for name in matrices] + ([rows] if rows else [])
+        self.buffer = torch.zeros(members * self.size, device=device)
+        self.grad_buffer = torch.zeros(members * self.size, device=device)
+        self.data_blocks, self.grad_blocks = [], []
         self.views: dict[str, torch.Tensor] = {}
         start = 0
-        for name, shape in self.shapes.items():
-            stop = start + sizes[name]
-            view = self.data[:, start:stop].view(members, *shape).requires_grad_()
-            view.grad = self.grad[:, start:stop].view(members, *shape)
-            self.views[name] = view
-            start = stop
+        for names in layout:
+            width = sum(sizes[name] for name in names)
+            data = self.buffer[start:start + members * width].view(members, width)
+            grad = self.grad_buffer[start:start + members * width].view(members, width)
+            self.data_blocks.append(data)
+            self.grad_blocks.append(grad)
+            column = 0
+            for name in names:
+                columns = slice(column, column + sizes[name])
+                view = data[:, columns].view(members, *self.shapes[name]).requires_grad_()
+                view.grad = grad[:, columns].view(members, *self.shapes[name])
+                self.views[name] = view
+                column += sizes[name]
+            start += members * width
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.views[name]
+
+    def rows(self) -> torch.Tensor:
+        """A copy of every member's parameters, one row each [members, size], in declaration order."""
+        return torch.cat([view.detach().reshape(self.members, -1) for view in self.views.values()], dim=1)
+
+    def grad_rows(self) -> torch.Tensor:
+        return torch.cat([view.grad.reshape(self.members, -1) for view in self.views.values()], dim=1)
+
+    @torch.no_grad()
+    def load_rows(self, rows: torch.Tensor) -> None:
+        """Set the parameters from rows() as saved."""
+        column = 0
+        for view in self.views.values():
+            width = view[0].numel()
+            view.copy_(rows[:, column:column + width].view(view.shape))
+            column += width
+
+    def finite_rows(self) -> torch.Tensor:
+        """Whether each member's parameters are all finite [members] (False once a training diverged)."""
+        finite = torch.ones(self.members, dtype=torch.bool, device=self.buffer.device)
+        for block in self.data_blocks:
+            finite &= torch.isfinite(block).all(dim=1)
+        return finite

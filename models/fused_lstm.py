@@ -72,7 +72,7 @@ class FusedLSTM:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
         """One forward/backward pass by autograd (the recurrence is too intricate to write out); returns the logits."""
-        self.params.grad.zero_()
+        self.params.grad_buffer.zero_()
         logits = self.forward(x, dropout)
         per_member = loss_fn(logits, y).sum(dim=1)
         # d(sum of members' mean losses): each member gets exactly its own gradient

@@ -89,9 +89,8 @@ class DenseStack:
     def backward_cached(self, dz: torch.Tensor, cache: list) -> None:
         """Write d(loss)/d(parameters) into the parameters' .grad views, given d(loss)/d(output).
 
-        The products land in fresh tensors and are then copied into the
-        strided .grad views: torch's batched-gemm path needs a contiguous
-        result, and bmm(out=view) falls back to one gemm per member (slower).
+        Each weight's .grad is a contiguous block of its own (FlatParameters),
+        so the batched matmuls write into it directly.
         """
         for i in range(self.n_layers - 1, -1, -1):
             weight, bias, slope = self.layers[i]
@@ -100,12 +99,12 @@ class DenseStack:
             if dz.shape[2] == 1:
                 # a one-unit layer (the output): its products are outer products and
                 # dot products, cheaper as a [1, rows] x [rows, in] product and a broadcast multiply
-                weight.grad.view(weight.shape[0], 1, -1).copy_(torch.bmm(dz.transpose(1, 2), h))
+                torch.bmm(dz.transpose(1, 2), h, out=weight.grad.view(weight.shape[0], 1, -1))
                 if i == 0:
                     return
                 dh = dz * weight.transpose(1, 2)
             else:
-                weight.grad.copy_(torch.bmm(h.transpose(1, 2), dz))
+                torch.bmm(h.transpose(1, 2), dz, out=weight.grad)
                 if i == 0:
                     return  # the inputs need no gradient
                 dh = torch.bmm(dz, weight.transpose(1, 2))
@@ -140,7 +139,7 @@ class FusedMLP:
         return self.dense.forward(x, dropout).squeeze(-1)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
-        """One forward/backward pass; leaves gradients in params.grad, returns the logits [members, batch].
+        """One forward/backward pass; leaves gradients in the parameters' .grad views, returns the logits [members, batch].
 
         The backward pass is written out (see DenseStack.backward_cached):
         for these tiny layers autograd's bookkeeping cost more than the maths.

@@ -63,6 +63,28 @@ def test_each_row_follows_torch_optim(kind, use_kernels):
     assert use_kernels is False or kind not in KERNELS or any(type(gr).__name__ == "_Kernel" for gr in fused.groups)
 
 
+@pytest.mark.parametrize("use_kernels", [True, False])
+@pytest.mark.parametrize("kind", OPTIMIZERS)
+def test_parameter_blocks_update_as_one_matrix(kind, use_kernels):
+    """A model's parameters come in several blocks (models/flat.py); split or whole, each row moves the same."""
+    members = sorted([hp(optimizer=kind, learning_rate=lr, l1_regularization=l1, l2_regularization=l2)
+                      for lr, l1, l2 in [(1e-2, 0.0, 0.0), (3e-3, 0.01, 0.0), (1e-2, 0.0, 0.05)]], key=group_key)
+    g = torch.Generator().manual_seed(2)
+    whole = torch.randn(len(members), 40, generator=g)
+    whole_grad = torch.zeros_like(whole)
+    blocks = [whole[:, :25].clone(), whole[:, 25:].clone()]
+    block_grads = [torch.zeros_like(b) for b in blocks]
+    one, split = (FusedOptimizer(whole, whole_grad, members, use_kernels=use_kernels),
+                  FusedOptimizer(blocks, block_grads, members, use_kernels=use_kernels))
+    for _ in range(10):
+        whole_grad.copy_(torch.randn(whole.shape, generator=g))
+        block_grads[0].copy_(whole_grad[:, :25])
+        block_grads[1].copy_(whole_grad[:, 25:])
+        one.step()
+        split.step()
+    torch.testing.assert_close(torch.cat(blocks, dim=1), whole, rtol=1e-6, atol=1e-7)
+
+
 def test_l1_adds_the_sign_of_the_weights_to_the_gradient():
     members = [hp(optimizer="sgd", learning_rate=0.1, l1_regularization=l1) for l1 in (0.0, 0.5)]
     data = torch.tensor([[1.0, -2.0], [1.0, -2.0]])
@@ -90,11 +112,11 @@ def test_mlp_backward_matches_autograd(activation, loss):
     pools = [DropoutPool([m["dropout"] for m in members], [member_generator(s, "dropout") for s in range(3)],
                          16 * 10, CPU) for _ in range(2)]  # two pools, identical masks
     model.train_step(x, y, pools[0], LOSSES[loss])
-    manual = model.params.grad.clone()
-    model.params.grad.zero_()
+    manual = model.params.grad_rows()
+    model.params.grad_buffer.zero_()
     per_member = LOSSES[loss](model.forward(x, pools[1]), y).sum(dim=1)
     per_member.backward(gradient=torch.full_like(per_member, 1 / 16))
-    torch.testing.assert_close(manual, model.params.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(manual, model.params.grad_rows(), rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------- LSTM
@@ -140,7 +162,7 @@ def test_fused_member_trains_exactly_as_alone(model):
     fused, _, _, _ = train_members(arch, members, x, y, CPU)
     for row, member in enumerate(members):
         alone, _, _, _ = train_members(arch, [member], x, y, CPU)
-        torch.testing.assert_close(fused.params.data[row], alone.params.data[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(fused.params.rows()[row], alone.params.rows()[0], rtol=1e-5, atol=1e-6)
         assert torch.equal(predict(fused, x, 0.5)[row], predict(alone, x, 0.5)[0])
 
 
@@ -177,8 +199,8 @@ def test_initial_weights_depend_only_on_the_member_seed():
     arch = hp(hidden_layers=[2])
     alone = build_model(arch, [arch], 4, [member_generator(5, "init")], CPU)
     fused = build_model(arch, [arch] * 3, 4, [member_generator(s, "init") for s in (9, 5, 7)], CPU)
-    assert torch.equal(alone.params.data[0], fused.params.data[1])
-    assert not torch.equal(fused.params.data[0], fused.params.data[1])
+    assert torch.equal(alone.params.rows()[0], fused.params.rows()[1])
+    assert not torch.equal(fused.params.rows()[0], fused.params.rows()[1])
 
 
 def test_diverging_member_is_flagged_without_touching_the_others():
@@ -190,7 +212,7 @@ def test_diverging_member_is_flagged_without_touching_the_others():
     alone, _, _, _ = train_members(arch, members[:1], x, y, CPU)
     assert diverged.tolist() == [False, True]
     assert np.isfinite(losses[0])
-    torch.testing.assert_close(fused.params.data[0], alone.params.data[0])
+    torch.testing.assert_close(fused.params.rows()[0], alone.params.rows()[0])
 
 
 def test_after_epoch_can_stop_training_early():
@@ -202,14 +224,14 @@ def test_after_epoch_can_stop_training_early():
 
     def after_epoch(epoch, model):
         calls.append(epoch)
-        assert model.params.data.shape[0] == 2
+        assert model.params.rows().shape[0] == 2
         return epoch == 1
 
     stopped, losses, diverged, epochs = train_members(arch, members, x, y, CPU, after_epoch=after_epoch)
     assert calls == [0, 1] and epochs == 2
     two, two_losses, _, two_epochs = train_members({**arch, "max_epochs": 2}, members, x, y, CPU)
     assert two_epochs == 2
-    torch.testing.assert_close(stopped.params.data, two.params.data)
+    torch.testing.assert_close(stopped.params.rows(), two.params.rows())
     np.testing.assert_allclose(losses, two_losses)
     # a hook that never stops changes nothing
     _, _, _, full = train_members(arch, members, x, y, CPU, after_epoch=lambda epoch, model: False)
@@ -223,7 +245,7 @@ def test_training_loss_is_the_mean_loss_over_the_epoch():
     x, y = small_data(rows=90)  # 5 full batches and a partial one
     model, losses, _, _ = train_members(arch, members, x, y, CPU)
     start = build_model(arch, [arch] * 3, x.shape[1], [member_generator(s, "init") for s in (41, 42, 43)], CPU)
-    torch.testing.assert_close(model.params.data, start.params.data)
+    torch.testing.assert_close(model.params.rows(), start.params.rows())
     np.testing.assert_allclose(losses, evaluation_loss(model, x, y, "bce"), rtol=1e-5)
 
 
@@ -253,7 +275,7 @@ def test_gather_blocks_do_not_change_the_result(monkeypatch):
     whole, whole_losses, _, _ = train_members(arch, members, x, y, CPU)
     monkeypatch.setattr(training, "GATHER_BYTES", 1)  # one step per block
     blocked, blocked_losses, _, _ = train_members(arch, members, x, y, CPU)
-    torch.testing.assert_close(whole.params.data, blocked.params.data)
+    torch.testing.assert_close(whole.params.rows(), blocked.params.rows())
     np.testing.assert_allclose(whole_losses, blocked_losses, rtol=1e-6)
 
 
@@ -269,8 +291,8 @@ def test_one_unit_hidden_layer_backward_matches_autograd(activation):
     pools = [DropoutPool([m["dropout"] for m in members], [member_generator(s, "dropout") for s in range(2)],
                          16 * 10, CPU) for _ in range(2)]
     model.train_step(x, y, pools[0], LOSSES["bce"])
-    manual = model.params.grad.clone()
-    model.params.grad.zero_()
+    manual = model.params.grad_rows()
+    model.params.grad_buffer.zero_()
     per_member = LOSSES["bce"](model.forward(x, pools[1]), y).sum(dim=1)
     per_member.backward(gradient=torch.full_like(per_member, 1 / 16))
-    torch.testing.assert_close(manual, model.params.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(manual, model.params.grad_rows(), rtol=1e-5, atol=1e-6)
