@@ -109,6 +109,7 @@ class _Kernel:
         self.b = [torch.zeros_like(p) for p in data] if kind in ("adam", "adamw", "rmsprop") else None
         # the kernels take a step count per tensor; all of a group's blocks share one
         self.steps = [torch.zeros((), device=data[0].device)] * len(data)
+        self.count = 0  # kept in Python too: fill_(n) is a fraction of the cost of an in-place += 1
         if kind == "rmsprop":
             self.steps[0].fill_(_NO_BIAS_CORRECTION_STEP)
 
@@ -120,10 +121,11 @@ class _Kernel:
             return
         if self.kind == "sgd":
             torch._fused_sgd_(self.p, self.g, self.a, weight_decay=self.l2, momentum=SGD_MOMENTUM, lr=self.lr,
-                              dampening=0.0, nesterov=False, maximize=False, is_first_step=bool(self.steps[0] == 0))
-            self.steps[0] += 1
+                              dampening=0.0, nesterov=False, maximize=False, is_first_step=self.count == 0)
+            self.count += 1
             return
-        self.steps[0] += 1
+        self.count += 1
+        self.steps[0].fill_(self.count)
         if self.kind == "adagrad":
             torch._fused_adagrad_(self.p, self.g, self.a, self.steps, lr=self.lr, lr_decay=0.0,
                                   weight_decay=self.l2, eps=ADAGRAD_EPS, maximize=False)

@@ -34,6 +34,21 @@ def atomic_write(path: Path, write, binary: bool = False) -> None:
         raise
 
 
+def remove_abandoned_temporaries(folder: Path, age_seconds: float = 60.0) -> None:
+    """Delete temporary files that a kill left behind before their rename.
+
+    Only old ones: another process sharing the folder (several processes on one
+    study) may be writing one right now, and a write takes milliseconds.
+    """
+    import time
+    for tmp in Path(folder).glob(".*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > age_seconds:
+                tmp.unlink()
+        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+            pass
+
+
 def atomic_write_text(text: str, path: Path) -> None:
     atomic_write(path, lambda f: f.write(text))
 

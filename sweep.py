@@ -25,11 +25,15 @@ import numpy as np
 from joblib.externals.loky.process_executor import ShutdownExecutorError
 
 import plan
+import preload
 import worker
 from data import DataError, Standardizer, check_train_test, load_labelled
 from settings import HYPERPARAMETERS, Settings
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
+# A sweep this long gets mid-run rankings: worth the ~1.5 s of CPU their libraries take to
+# import (preload.py). Sooner than that, they are imported once the last work is claimed.
+PRELOAD_AFTER_SECONDS = 30.0
 
 
 class Sweep:
@@ -52,15 +56,14 @@ class Sweep:
     # ------------------------------------------------------------------ run
     def run(self, executor) -> int:
         from tqdm import tqdm
-        from results import atomic_write_text
+        from results import atomic_write_text, remove_abandoned_temporaries
         from study import Ledger, open_storage, open_study
         from strategies import make_pruner, make_sampler
 
         if self.storage_url is not None:  # an unreachable database is reported before anything is written
             self.storage = open_storage(self.storage_url, self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.run_dir.glob(".*.tmp"):  # a write that a kill interrupted before its rename
-            stale.unlink()
+        remove_abandoned_temporaries(self.run_dir)
         if self.storage_url is None:
             self.storage = open_storage(None, self.run_dir)
         study = open_study(self.storage, self.study_name, self.fingerprint,
@@ -124,6 +127,7 @@ class Sweep:
         self.claims: dict[str, object] = {}  # cid -> Claim, for the combinations this process is training
         self.active_ledger = ledger
         finished, last_claim, eager = False, 0.0, True
+        started = time.monotonic()
         while not self.stop_requested:
             ledger.beat()
             # claim when a worker may soon be idle: at once after progress, else once a second
@@ -147,6 +151,10 @@ class Sweep:
             if pool.pending:
                 for future, task in pool.wait_for_some(timeout=0.5):
                     eager = True
+                    if getattr(self, "all_claimed", False):
+                        # nothing will keep this process busy until the end, and the workers
+                        # are past their start-up: the end's imports can start (preload.py)
+                        preload.start()
                     for retry in self._collect(future, task, record):
                         pool.submit(retry)
             elif finished:
@@ -154,6 +162,8 @@ class Sweep:
             else:  # other processes hold the rest: wait for them, or for their heartbeats to stop
                 self.bar.set_postfix_str("waiting for other processes")
                 time.sleep(0.5)
+            if time.monotonic() - started > PRELOAD_AFTER_SECONDS:
+                preload.start()
             self.recorder.flush(force=False)
 
     def _claim_sweep(self):
@@ -176,6 +186,7 @@ class Sweep:
                       f"new ones, so the sweep stops at {status.used}.", file=sys.stderr)
             done = len(status.records) + len(status.failed)
             finished = not status.claimed and (exhausted or done >= self.settings.number_of_combinations_to_try)
+        self.all_claimed = len(claims) < round_size  # the rest of the sweep is in the workers' hands
         self._show_progress(status)
         return claims, finished and not self.pool.pending
 
@@ -734,7 +745,7 @@ class Recorder:
         # at least FLUSH_SECONDS apart, and far enough apart that rewriting big CSVs (a
         # 10,000-combination sweep) never takes more than 2% of this process's time
         interval = max(FLUSH_SECONDS, 50 * self._flush_took)
-        if not self._dirty or (not force and time.monotonic() - self._last_flush < interval):
+        if not self._dirty or (not force and (time.monotonic() - self._last_flush < interval or not preload.ready())):
             return
         started = time.monotonic()
         import pandas as pd

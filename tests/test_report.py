@@ -86,6 +86,20 @@ def test_write_report_writes_every_file(tmp_path, with_study):
     assert not list(tmp_path.glob(".*.tmp"))  # every temporary file was renamed into place
 
 
+def test_only_abandoned_temporary_files_are_removed(tmp_path):
+    """A kill leaves a temporary file behind; a process sharing the folder may be writing one right now."""
+    import os
+    import time
+    from results import remove_abandoned_temporaries
+    abandoned, in_flight = tmp_path / ".ranking.csv.1234-abc.tmp", tmp_path / ".reruns.csv.5678-def.tmp"
+    abandoned.write_text("half a fi")
+    in_flight.write_text("being writ")
+    hour_ago = time.time() - 3600
+    os.utime(abandoned, (hour_ago, hour_ago))
+    remove_abandoned_temporaries(tmp_path)
+    assert not abandoned.exists() and in_flight.exists()
+
+
 def test_report_md_links_every_plot_and_names_the_best(tmp_path):
     ranking = make_ranking()
     report.write_report(tmp_path, ranking, make_reruns(ranking), make_study(), top=3)
