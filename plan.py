@@ -211,10 +211,14 @@ def make_tasks(trainings: list[dict], cpu_count: int, n_features: int) -> list[l
     combinations.
     """
     by_group: dict[tuple, dict[str, list[dict]]] = {}
+    architectures: dict[str, tuple] = {}  # per combination: its reruns share it
     for training in trainings:
+        cid = training["combination"]
+        if cid not in architectures:
+            architectures[cid] = architecture(training["params"])
         # trainings on different walk-forward folds see different data: never fused
-        combos = by_group.setdefault((architecture(training["params"]), training.get("fold", 0)), {})
-        combos.setdefault(training["combination"], []).append(training)
+        combos = by_group.setdefault((architectures[cid], training.get("fold", 0)), {})
+        combos.setdefault(cid, []).append(training)
     # Chunks that agree on dropout and optimizer run faster: a chunk without
     # dropout skips the mask multiplies, and one learning rate per optimizer
     # is one fused update kernel. So sort before cutting.
