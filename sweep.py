@@ -8,6 +8,7 @@ is also what a resumed run reads to skip finished work.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -50,6 +51,7 @@ class Sweep:
         self.data = prepare_data(settings)
         self.combinations = plan.planned_combinations(settings) if settings.planned else []
         self.fingerprint = run_fingerprint(settings, self.combinations)
+        self.all_claimed = False  # set by each claim round: the rest of the sweep is in the workers' hands
 
     @property
     def total(self) -> int:
@@ -153,7 +155,7 @@ class Sweep:
             if pool.pending:
                 for future, task in pool.wait_for_some(timeout=0.5):
                     eager = True
-                    if getattr(self, "all_claimed", False):
+                    if self.all_claimed:
                         # nothing will keep this process busy until the end, and the workers
                         # are past their start-up: the end's imports can start (preload.py)
                         preload.start()
@@ -188,7 +190,7 @@ class Sweep:
                       f"new ones, so the sweep stops at {status.used}.", file=sys.stderr)
             done = len(status.records) + len(status.failed)
             finished = not status.claimed and (exhausted or done >= self.settings.number_of_combinations_to_try)
-        self.all_claimed = len(claims) < round_size  # the rest of the sweep is in the workers' hands
+        self.all_claimed = len(claims) < round_size
         self._show_progress(status)
         return claims, finished and not self.pool.pending
 
@@ -698,16 +700,17 @@ class Recorder:
         self._dirty = True
         return entry
 
-    def _distributions(self, params: dict) -> dict:
+    @functools.cached_property
+    def _distribution_of(self) -> dict:
         """Each hyperparameter's Optuna distribution: the same for every combination, so built once."""
-        if not hasattr(self, "_distribution_of"):
-            from optuna.distributions import CategoricalDistribution
-            from results import display_value
-            from space import Range
-            values = self.settings.hyperparameter_values
-            self._distribution_of = {
-                name: values[name].distribution() if isinstance(values[name], Range)
+        from optuna.distributions import CategoricalDistribution
+        from results import display_value
+        from space import Range
+        values = self.settings.hyperparameter_values
+        return {name: values[name].distribution() if isinstance(values[name], Range)
                 else CategoricalDistribution([display_value(v) for v in values[name]]) for name in values}
+
+    def _distributions(self, params: dict) -> dict:
         return {name: self._distribution_of[name] for name in _optuna_params(params)}
 
     # -- ranking
