@@ -1,13 +1,13 @@
-"""Import the libraries that only the ranking and the report need, in the background, once a core is free.
+"""Import the libraries that only the ranking and the report need, in the background, while a core is free.
 
-scipy.stats (for the Benjamini-Hochberg q-values) and matplotlib take ~1.5 s
+scipy.stats (for the Benjamini-Hochberg q-values) and matplotlib take ~1.3 s
 of CPU to import. Imported when first needed, at the end of the run, that
-is 1.5 s during which one process works and the other cores wait. The sweep
-instead starts them on a background thread once the last work is claimed
-(while the workers train, where they cost about half that in wall time on
-a busy machine, and nothing on one with a free core), or once the sweep
-has run long enough that mid-run rankings are worth the cost. The main
-thread mostly waits on the workers' results, so it loses nothing to it.
+is 1.3 s during which one process works and the other cores wait; imported
+while the workers train, it takes their CPU. The sweep starts them on a
+background thread once its own setup is done, while the workers' parent
+process is still importing torch (worker.warm_up) and this process would
+otherwise only wait for it. Mid-run rankings wait until they are loaded
+rather than block the loop that feeds the workers.
 """
 from __future__ import annotations
 

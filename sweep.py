@@ -34,9 +34,6 @@ from data import DataError, Standardizer, check_train_test, load_labelled
 from settings import HYPERPARAMETERS, Settings
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
-# A sweep this long gets mid-run rankings: worth the ~1.5 s of CPU their libraries take to
-# import (preload.py). Sooner than that, they are imported once the last work is claimed.
-PRELOAD_AFTER_SECONDS = 30.0
 
 
 class Sweep:
@@ -51,14 +48,13 @@ class Sweep:
         self.data = prepare_data(settings)
         self.combinations = plan.planned_combinations(settings) if settings.planned else []
         self.fingerprint = run_fingerprint(settings, self.combinations)
-        self.all_claimed = False  # set by each claim round: the rest of the sweep is in the workers' hands
 
     @property
     def total(self) -> int:
         return len(self.combinations) if self.settings.planned else self.settings.number_of_combinations_to_try
 
     # ------------------------------------------------------------------ run
-    def run(self, executor) -> int:
+    def run(self) -> int:
         from tqdm import tqdm
         from results import atomic_write_text, remove_abandoned_temporaries
         from study import Ledger, open_storage, open_study
@@ -84,7 +80,7 @@ class Sweep:
             print(f"Resuming {self.run_dir if self.storage_url is None else 'study ' + repr(self.study_name)}: "
                   f"{len(self.recorder.finished)} of {self.total} combinations already finished and kept; "
                   f"training the others.", file=sys.stderr)
-        self.pool = Pool(executor, self.settings.cpu_count, self._payload, folds=len(self.data["folds"]))
+        self.pool = Pool(self.settings.cpu_count, self._payload, folds=len(self.data["folds"]))
         self.crashes: dict[str, int] = {}
         self.bar = tqdm(total=self.total, initial=len(self.recorder.finished), unit="combination",
                         disable=not self.progress, dynamic_ncols=True, smoothing=0.1)
@@ -131,7 +127,9 @@ class Sweep:
         self.claims: dict[str, object] = {}  # cid -> Claim, for the combinations this process is training
         self.active_ledger = ledger
         finished, last_claim, eager = False, 0.0, True
-        started = time.monotonic()
+        # The ranking's and the report's libraries load while this thread waits for
+        # the workers to start (their parent process is still importing torch).
+        preload.start()
         while not self.stop_requested:
             ledger.beat()
             # claim when a worker may soon be idle: at once after progress, else once a second
@@ -155,10 +153,6 @@ class Sweep:
             if pool.pending:
                 for future, task in pool.wait_for_some(timeout=0.5):
                     eager = True
-                    if self.all_claimed:
-                        # nothing will keep this process busy until the end, and the workers
-                        # are past their start-up: the end's imports can start (preload.py)
-                        preload.start()
                     for retry in self._collect(future, task, record):
                         pool.submit(retry)
             elif finished:
@@ -166,8 +160,6 @@ class Sweep:
             else:  # other processes hold the rest: wait for them, or for their heartbeats to stop
                 self.bar.set_postfix_str("waiting for other processes")
                 time.sleep(0.5)
-            if time.monotonic() - started > PRELOAD_AFTER_SECONDS:
-                preload.start()
             self.recorder.flush(force=False)
 
     def _claim_sweep(self):
@@ -190,7 +182,6 @@ class Sweep:
                       f"new ones, so the sweep stops at {status.used}.", file=sys.stderr)
             done = len(status.records) + len(status.failed)
             finished = not status.claimed and (exhausted or done >= self.settings.number_of_combinations_to_try)
-        self.all_claimed = len(claims) < round_size
         self._show_progress(status)
         return claims, finished and not self.pool.pending
 
@@ -246,7 +237,7 @@ class Sweep:
         by_id = {cid: self.recorder.params[cid] for cid in top}
         print(f"Confirming the top {len(top)} combinations on {self.settings.test_csv} "
               f"(retrained on the whole train file)...", file=sys.stderr)
-        pool = Pool(self.pool.executor, self.settings.cpu_count, lambda t: self._payload(t, data["files"]))
+        pool = Pool(self.settings.cpu_count, lambda t: self._payload(t, data["files"]))
 
         def claim():
             claims, status = ledger.claim_planned([(cid, by_id[cid]) for cid in top], len(top),
@@ -427,13 +418,20 @@ class Sweep:
 
 
 class Pool:
-    """The worker processes and the tasks in flight; brings the pool back if a worker dies."""
+    """The worker processes and the tasks in flight; brings the pool back if a worker dies.
 
-    def __init__(self, executor, cpu_count: int, payload, folds: int = 1) -> None:
-        self.executor, self.cpu_count, self.payload, self.folds = executor, cpu_count, payload, folds
+    The workers are started at the first task, so that the main process has
+    done all its own setup while the worker's parent process was importing torch.
+    """
+
+    def __init__(self, cpu_count: int, payload, folds: int = 1) -> None:
+        self.cpu_count, self.payload, self.folds = cpu_count, payload, folds
+        self.executor = None
         self.pending: dict = {}
 
     def submit(self, task: list[dict]) -> None:
+        if self.executor is None:
+            self.executor = worker.start_workers(self.cpu_count)
         try:
             future = self.executor.submit(worker.run_task, self.payload(task))
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
@@ -449,7 +447,8 @@ class Pool:
     def stop(self) -> None:
         for future in self.pending:
             future.cancel()
-        self.executor.shutdown(wait=False, kill_workers=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, kill_workers=True)
 
 
 # ---------------------------------------------------------------------- data

@@ -8,16 +8,18 @@ from __future__ import annotations
 import os
 
 
+_executor = None
+
+
 def initialize() -> None:
     """Runs once when a worker process starts: one torch thread, and torch loaded early."""
-    # Several processes that each spin up torch's default thread pool on the
-    # same cores run 5-15x slower (PERF_NOTES.md): one thread per worker.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Ctrl-C in a terminal reaches every process of the group; only the main
     # process should act on it (it stops the sweep and then ends the workers).
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import torch
+    # Several processes that each spin up torch's default thread pool on the
+    # same cores run 5-15x slower (PERF_NOTES.md): one thread per worker.
     torch.set_num_threads(1)
     # Adam's second moments decay into subnormal floats, which x86 handles
     # ~100x slower; flushing them to zero changes no result we measure.
@@ -25,21 +27,42 @@ def initialize() -> None:
     import training  # noqa: F401  (load models and optimizers before the first task arrives)
 
 
+def warm_up() -> None:
+    """Start the process the workers are forked from; it imports torch once, in the background.
+
+    Call it first thing: the import (~1.7 s of CPU) then overlaps with the main
+    process loading the data and opening the study, and every worker, including
+    one restarted after a crash, is forked with torch already loaded instead of
+    importing it again (a spawned worker each would: 2 workers, 2 imports).
+    Forking is safe here because that server process never runs a torch
+    operation, so it holds no thread pool a child could inherit half-locked.
+    """
+    from multiprocessing import forkserver
+    # The server and the workers forked from it read these when torch loads;
+    # the main process itself never runs torch.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    forkserver.set_forkserver_preload(["torch"])
+    forkserver.ensure_running()
+
+
 def start_workers(cpu_count: int):
-    """The reusable loky pool (joblib's), started at once so workers import torch while the main process plans."""
+    """joblib's reusable loky pool, its workers forked from the warm_up() server (started here if need be)."""
+    global _executor
+    import multiprocessing
     from joblib.externals.loky import get_reusable_executor
-    executor = get_reusable_executor(
-        max_workers=cpu_count, initializer=initialize, timeout=300,
-        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    executor.submit(ready)
-    return executor
+    warm_up()
+    _executor = get_reusable_executor(max_workers=cpu_count, initializer=initialize, timeout=300,
+                                      context=multiprocessing.get_context("forkserver"))
+    return _executor
+
+
+def stop_workers() -> None:
+    """End the workers now: they hold nothing once a sweep returns, and waiting for them costs most of a second."""
+    if _executor is not None:
+        _executor.shutdown(wait=False, kill_workers=True)
 
 
 def run_task(task: dict) -> list[dict]:
     from training import train_task
     return train_task(task)
-
-
-def ready() -> int:
-    """A no-op task: submitting it starts the workers while the main process does its own setup."""
-    return os.getpid()

@@ -169,9 +169,10 @@ def test_a_journal_cut_short_by_a_kill_is_repaired(tmp_path, data_dir):
     assert len(pd.read_csv(tmp_path / "results" / "small" / "ranking.csv")) == 2
 
 
-def worker_pids(parent: int) -> list[int]:
-    """The loky worker processes of a running search.py (not its resource trackers)."""
-    pids = []
+def worker_pids(parent: int, min_cpu_seconds: float = 0.0) -> list[int]:
+    """The worker processes of a running search.py (children of the fork server it started)
+    that have used at least `min_cpu_seconds` of CPU."""
+    processes = {}
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             status = (cmdline.parent / "status").read_text()
@@ -179,9 +180,19 @@ def worker_pids(parent: int) -> list[int]:
         except OSError:
             continue
         ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
-        if ppid == parent and "popen_loky_posix" in command:
-            pids.append(int(cmdline.parent.name))
-    return pids
+        processes[int(cmdline.parent.name)] = (ppid, command)
+    servers = {pid for pid, (ppid, command) in processes.items()
+               if ppid == parent and "multiprocessing.forkserver" in command}
+    workers = [pid for pid, (ppid, _) in processes.items() if ppid in servers]
+    return [pid for pid in workers if cpu_seconds(pid) >= min_cpu_seconds]
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def test_a_worker_killed_mid_combination_costs_only_a_retry(tmp_path, data_dir):
@@ -192,14 +203,12 @@ def test_a_worker_killed_mid_combination_costs_only_a_retry(tmp_path, data_dir):
     proc = subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results",
                              str(tmp_path / "results"), "--no-progress", "--cpu-count", "2"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    journal = tmp_path / "results" / "small" / "study.journal"
     deadline, victims = time.monotonic() + 120, []
     while time.monotonic() < deadline and not victims and proc.poll() is None:
-        time.sleep(0.2)
-        if journal.exists() and '"claimant"' in journal.read_text():  # combinations claimed and sent out
-            time.sleep(1.0)  # the workers are training them
-            victims = worker_pids(proc.pid)
-    assert victims, "no worker process found"
+        time.sleep(0.1)
+        # a worker busy for a while is training (torch was loaded before it was forked)
+        victims = worker_pids(proc.pid, min_cpu_seconds=0.3)
+    assert victims, "no worker process found training"
     os.kill(victims[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
