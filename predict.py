@@ -82,12 +82,18 @@ def winner_model(run_dir: Path, run: dict, cid: str, params: dict, x_train, y_tr
         if saved["combination"] == cid and saved["seeds"] == seeds:
             model = build_model(params, [params] * len(seeds), x_train.shape[1],
                                 [member_generator(s, "init") for s in seeds], torch.device("cpu"))
-            model.params.load_rows(saved["weights"])
-            return model
+            if saved.get("layout") == parameter_layout(model):  # saved by a version that lays weights out alike
+                model.params.load_rows(saved["weights"])
+                return model
     print(f"Training combination {cid} on the whole train file ({len(seeds)} reruns)...", file=sys.stderr)
     model, *_ = train_members(params, members, torch.from_numpy(x_train), torch.from_numpy(y_train),
                             torch.device("cpu"))
     state = {"combination": cid, "hyperparameters": json.dumps(params), "seeds": seeds,
-             "weights": model.params.rows(), "layout": {k: list(v) for k, v in model.params.shapes.items()}}
+             "weights": model.params.rows(), "layout": parameter_layout(model)}
     atomic_write(path, lambda f: torch.save(state, f), binary=True)
     return model
+
+
+def parameter_layout(model) -> dict[str, list[int]]:
+    """Each parameter's name and per-member shape, in the order of the saved rows."""
+    return {name: list(shape) for name, shape in model.params.shapes.items()}

@@ -77,8 +77,9 @@ def train_task(task: dict) -> list[dict]:
 # Rows are gathered in each member's batch order for a block of steps at a time,
 # into buffers allocated once: one index_select per block costs ~15 us a step,
 # where a gather per step cost ~150 us and a fresh multi-megabyte buffer per
-# block as much again in page faults. The block is capped so that large data
-# sets or tasks never copy more than this at once.
+# block as much again in page faults. They are gathered feature-major (columns
+# of x transposed), the layout the MLP computes in (models/fused_mlp.py). The
+# block is capped so that large data sets or tasks never copy more than this at once.
 GATHER_BYTES = 4 << 20
 
 
@@ -105,7 +106,8 @@ def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Ten
     diverged = torch.zeros(count, dtype=torch.bool, device=device)
     steps_per_block = max(1, GATHER_BYTES // (count * batch * n_features * x.element_size()))
     block_rows = min(batch * steps_per_block, n_rows)
-    x_block = torch.empty(count * block_rows, n_features, dtype=x.dtype, device=device)
+    x_columns = x.T.contiguous()  # [features, rows]
+    x_block = torch.empty(n_features * count * block_rows, dtype=x.dtype, device=device)
     y_block = torch.empty(count * block_rows, device=device)
     logits = torch.empty(count, block_rows, device=device)
     epochs = 0
@@ -116,7 +118,10 @@ def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Ten
         for block in range(0, n_rows, block_rows):
             rows = order[:, block:block + block_rows]
             width = rows.shape[1]
-            xs = torch.index_select(x, 0, rows.reshape(-1), out=x_block[:count * width]).view(count, width, n_features)
+            gathered = x_block[:n_features * count * width].view(n_features, count * width)
+            torch.index_select(x_columns, 1, rows.reshape(-1), out=gathered)
+            # [members, width, features] as a view of the [features, members, width] gather
+            xs = gathered.view(n_features, count, width).permute(1, 2, 0)
             ys = torch.index_select(y, 0, rows.reshape(-1), out=y_block[:count * width]).view(count, width)
             for start in range(0, width, batch):
                 stop = min(start + batch, width)

@@ -1,7 +1,7 @@
 """All trainable tensors of a fused model live in one buffer, in a few [members, n] blocks.
 
-Why blocks: each weight matrix gets a block of its own, [members, in * out],
-so its view [members, in, out] is contiguous and the backward pass's
+Why blocks: each weight matrix gets a block of its own, [members, out * in],
+so its view [members, out, in] is contiguous and the backward pass's
 batched matmul writes the weight gradient straight into it (torch's
 batched-gemm path needs a contiguous result; a strided one falls back to a
 gemm per member, or costs a copy). The biases and other one-row tensors
@@ -29,16 +29,19 @@ class FlatParameters:
 
     def __init__(self) -> None:
         self.shapes: dict[str, tuple[int, ...]] = {}
+        self.own_block: dict[str, bool] = {}
 
-    def declare(self, name: str, shape: tuple[int, ...]) -> None:
+    def declare(self, name: str, shape: tuple[int, ...], own_block: bool) -> None:
+        """own_block: a batched matmul writes this tensor's gradient, so it needs a contiguous block."""
         self.shapes[name] = tuple(shape)
+        self.own_block[name] = own_block
 
     def allocate(self, members: int, device: torch.device) -> None:
         self.members = members
         sizes = {name: math.prod(shape) for name, shape in self.shapes.items()}
         self.size = sum(sizes.values())
         # one block per matrix, then one block for all the one-row tensors (biases, PReLU slopes)
-        matrices = [name for name, shape in self.shapes.items() if shape[0] > 1]
+        matrices = [name for name in self.shapes if self.own_block[name]]
         rows = [name for name in self.shapes if name not in matrices]
         layout = [[name] for name in matrices] + ([rows] if rows else [])
         self.buffer = torch.zeros(members * self.size, device=device)

@@ -26,9 +26,10 @@ class FusedLSTM:
         self.params = FlatParameters()
         for k in range(self.n_layers):
             n_in = 1 if k == 0 else self.hidden
-            self.params.declare(f"lstm.{k}.weight_ih", (n_in, 4 * self.hidden))
-            self.params.declare(f"lstm.{k}.weight_hh", (self.hidden, 4 * self.hidden))
-            self.params.declare(f"lstm.{k}.bias", (1, 4 * self.hidden))
+            # autograd writes these gradients, and accepts strided ones: only matrices get a block
+            self.params.declare(f"lstm.{k}.weight_ih", (n_in, 4 * self.hidden), own_block=n_in > 1)
+            self.params.declare(f"lstm.{k}.weight_hh", (self.hidden, 4 * self.hidden), own_block=True)
+            self.params.declare(f"lstm.{k}.bias", (1, 4 * self.hidden), own_block=False)
         widths = [self.hidden] + hidden_widths(arch["hidden_layers"], self.hidden) + [1]
         self.head = DenseStack(self.params, "head", widths, arch["activation"])
         self.params.allocate(len(members), device)
@@ -68,7 +69,7 @@ class FusedLSTM:
         last = outputs[-1]
         if dropout is not None and dropout.enabled:
             last = last * dropout.mask(last.shape)
-        return self.head.forward(last, dropout).squeeze(-1)
+        return self.head.forward(last.transpose(1, 2), dropout).squeeze(1)  # the head is feature-major
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
         """One forward/backward pass by autograd (the recurrence is too intricate to write out); returns the logits."""

@@ -13,19 +13,23 @@ from models.flat import FlatParameters
 class DenseStack:
     """widths[0] inputs -> hidden layers with activation and dropout -> widths[-1] outputs.
 
-    Weights are stored [members, in, out] so that `baddbmm(bias, x, W)` is one
-    batched matmul for all members; a member's weight is the transpose of the
-    torch.nn.Linear weight it would have alone.
+    Feature-major: activations are [members, features, batch] and weights
+    [members, out, in], so each layer is `baddbmm(bias, W, h)`, one batched
+    matmul for all members, and a member's weight is exactly the
+    torch.nn.Linear weight it would have alone. This layout measured ~10%
+    faster than [members, batch, features] for the forward and backward
+    matmuls of these small layers (32-row batches), and the bias gradient
+    sums along contiguous memory.
     """
 
     def __init__(self, params: FlatParameters, prefix: str, widths: list[int], activation: str) -> None:
         self.prefix, self.widths, self.activation = prefix, widths, activation
         self.n_layers = len(widths) - 1
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-            params.declare(f"{prefix}.{i}.weight", (n_in, n_out))
-            params.declare(f"{prefix}.{i}.bias", (1, n_out))
+            params.declare(f"{prefix}.{i}.weight", (n_out, n_in), own_block=True)
+            params.declare(f"{prefix}.{i}.bias", (n_out, 1), own_block=False)
             if activation == "prelu" and i < self.n_layers - 1:
-                params.declare(f"{prefix}.{i}.slope", (1, 1))
+                params.declare(f"{prefix}.{i}.slope", (1, 1), own_block=False)
 
     def bind(self, params: FlatParameters) -> None:
         """Keep direct references to the views: dict look-ups cost time per step."""
@@ -40,18 +44,19 @@ class DenseStack:
         for e, (member, g) in enumerate(zip(members, generators)):
             init = INITIALIZATIONS[member["weight_initialization"]]
             for weight, bias, slope in self.layers:
-                w = torch.empty(weight.shape[2], weight.shape[1])  # torch.nn.Linear layout [out, in]
-                b = torch.empty(weight.shape[2])
+                w = torch.empty(weight.shape[1:])  # [out, in], as torch.nn.Linear
+                b = torch.empty(weight.shape[1])
                 init(w, b, g, self.activation)
-                weight[e].copy_(w.T)
-                bias[e, 0].copy_(b)
+                weight[e].copy_(w)
+                bias[e, :, 0].copy_(b)
                 if slope is not None:
                     slope[e].fill_(PRELU_INITIAL_SLOPE)
 
     def forward(self, h: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
+        """h [members, features, batch] -> [members, outputs, batch]."""
         last = self.n_layers - 1
         for i, (weight, bias, slope) in enumerate(self.layers):
-            h = torch.baddbmm(bias, h, weight)
+            h = torch.baddbmm(bias, weight, h)
             if i < last:
                 h = prelu(h, slope) if slope is not None else self.act(h)
                 if dropout is not None and dropout.enabled:
@@ -68,7 +73,7 @@ class DenseStack:
         cache = []
         masked = dropout is not None and dropout.enabled
         for weight, bias, slope in self.layers[:-1]:
-            z = torch.baddbmm(bias, h, weight)
+            z = torch.baddbmm(bias, weight, h)
             if masked:
                 mask = dropout.mask(z.shape)
                 if self.masked_slope is not None and slope is None:
@@ -83,11 +88,11 @@ class DenseStack:
             h = a * mask if mask is not None else a
         weight, bias, _ = self.layers[-1]
         cache.append((h, None, None, None, None))
-        return torch.baddbmm(bias, h, weight), cache
+        return torch.baddbmm(bias, weight, h), cache
 
     @torch.no_grad()
     def backward_cached(self, dz: torch.Tensor, cache: list) -> None:
-        """Write d(loss)/d(parameters) into the parameters' .grad views, given d(loss)/d(output).
+        """Write d(loss)/d(parameters) into the parameters' .grad views, given d(loss)/d(output) [members, out, batch].
 
         Each weight's .grad is a contiguous block of its own (FlatParameters),
         so the batched matmuls write into it directly.
@@ -95,19 +100,15 @@ class DenseStack:
         for i in range(self.n_layers - 1, -1, -1):
             weight, bias, slope = self.layers[i]
             h = cache[i][0]
-            torch.sum(dz, dim=1, keepdim=True, out=bias.grad)
-            if dz.shape[2] == 1:
-                # a one-unit layer (the output): its products are outer products and
-                # dot products, cheaper as a [1, rows] x [rows, in] product and a broadcast multiply
-                torch.bmm(dz.transpose(1, 2), h, out=weight.grad.view(weight.shape[0], 1, -1))
-                if i == 0:
-                    return
-                dh = dz * weight.transpose(1, 2)
+            torch.sum(dz, dim=2, keepdim=True, out=bias.grad)
+            torch.bmm(dz, h.transpose(1, 2), out=weight.grad)
+            if i == 0:
+                return  # the inputs need no gradient
+            if dz.shape[1] == 1:
+                # a one-unit layer (the output): W^T dz is an outer product, cheaper as a broadcast multiply
+                dh = weight.transpose(1, 2) * dz
             else:
-                torch.bmm(h.transpose(1, 2), dz, out=weight.grad)
-                if i == 0:
-                    return  # the inputs need no gradient
-                dh = torch.bmm(dz, weight.transpose(1, 2))
+                dh = torch.bmm(weight.transpose(1, 2), dz)
             _, z, a, mask, d = cache[i - 1]
             if d is not None:
                 dz = dh.mul_(d)
@@ -136,19 +137,21 @@ class FusedMLP:
 
     def forward(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
         """x [members, batch, features] -> logits [members, batch]."""
-        return self.dense.forward(x, dropout).squeeze(-1)
+        return self.dense.forward(x.transpose(1, 2), dropout).squeeze(1)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
         """One forward/backward pass; leaves gradients in the parameters' .grad views, returns the logits [members, batch].
 
+        x is [members, batch, features]; the training loop passes a transposed
+        view of rows gathered feature-major, so the stack gets them as they lie.
         The backward pass is written out (see DenseStack.backward_cached):
         for these tiny layers autograd's bookkeeping cost more than the maths.
         The loss itself is left to the caller, which computes it for many
         steps at once from the returned logits.
         """
-        z, cache = self.dense.forward_cached(x, dropout)
-        logits = z.squeeze(-1)
-        self.dense.backward_cached(logit_gradient(logits, y, loss_fn).unsqueeze(-1), cache)
+        z, cache = self.dense.forward_cached(x.transpose(1, 2), dropout)
+        logits = z.squeeze(1)
+        self.dense.backward_cached(logit_gradient(logits, y, loss_fn).unsqueeze(1), cache)
         return logits
 
 

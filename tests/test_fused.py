@@ -137,7 +137,7 @@ def test_lstm_cell_matches_torch_lstm():
                 getattr(lstm, f"bias_hh_l{k}").zero_()
             out, _ = lstm(x[e].unsqueeze(-1))
             weight, b, _ = model.head.layers[0]
-            expected = out[:, -1] @ weight[e] + b[e, 0]
+            expected = out[:, -1] @ weight[e].T + b[e, :, 0]
         torch.testing.assert_close(ours[e], expected.squeeze(-1), rtol=1e-5, atol=1e-6)
 
 
@@ -178,8 +178,8 @@ def test_fused_member_matches_plain_torch_training():
     linears = [m for m in reference if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
         for layer, (weight, bias, _) in zip(linears, start.dense.layers):
-            layer.weight.copy_(weight[0].T)
-            layer.bias.copy_(bias[0, 0])
+            layer.weight.copy_(weight[0])  # the same [out, in] layout as torch.nn.Linear
+            layer.bias.copy_(bias[0, :, 0])
     optimizer = torch.optim.Adam(reference.parameters(), lr=1e-2)
     shuffle = member_generator(seed, "shuffle")
     for _ in range(3):
@@ -191,8 +191,8 @@ def test_fused_member_matches_plain_torch_training():
                 reference(x[idx]).squeeze(-1), y[idx].float()).backward()
             optimizer.step()
     for layer, (weight, bias, _) in zip(linears, fused.dense.layers):
-        torch.testing.assert_close(weight[0].T, layer.weight.detach(), rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(bias[0, 0], layer.bias.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(weight[0], layer.weight.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(bias[0, :, 0], layer.bias.detach(), rtol=1e-4, atol=1e-5)
 
 
 def test_initial_weights_depend_only_on_the_member_seed():
@@ -260,8 +260,8 @@ def test_evaluation_loss_matches_plain_torch_and_ignores_dropout_and_chunking():
         linears = [m for m in reference if isinstance(m, torch.nn.Linear)]
         with torch.no_grad():
             for layer, (weight, bias, _) in zip(linears, model.dense.layers):
-                layer.weight.copy_(weight[e].T)
-                layer.bias.copy_(bias[e, 0])
+                layer.weight.copy_(weight[e])
+                layer.bias.copy_(bias[e, :, 0])
             expected = torch.nn.functional.mse_loss(torch.sigmoid(reference(x).squeeze(-1)), y.float())
         assert ours[e] == pytest.approx(expected.item(), rel=1e-5)
 
@@ -285,7 +285,7 @@ def test_one_unit_hidden_layer_backward_matches_autograd(activation):
     arch = hp(hidden_layers=[2, 0.2, 1], activation=activation)  # 5 inputs -> 10 -> 1 -> 5 -> 1
     members = [hp(**{**arch, "dropout": d}) for d in (0.0, 0.4)]
     model = build_model(arch, members, 5, [member_generator(s, "init") for s in range(2)], CPU)
-    assert [w.shape[2] for w, _, _ in model.dense.layers] == [10, 1, 5, 1]
+    assert [w.shape[1] for w, _, _ in model.dense.layers] == [10, 1, 5, 1]
     x, y = torch.randn(2, 16, 5), (torch.rand(2, 16) > 0.5).float()
     from models.dropout import DropoutPool
     pools = [DropoutPool([m["dropout"] for m in members], [member_generator(s, "dropout") for s in range(2)],

@@ -291,7 +291,7 @@ def test_validation_selection_opens_the_test_file_only_to_confirm(tmp_path, data
     assert test_reads and min(test_reads) > first_confirm, events
 
 
-def test_predict_scores_the_latest_file_with_the_winner(tmp_path, data_dir):
+def test_predict_scores_the_latest_file_with_the_winner(tmp_path, data_dir, capsys):
     import torch
     from predict import predict_latest
     config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3]})
@@ -308,8 +308,16 @@ def test_predict_scores_the_latest_file_with_the_winner(tmp_path, data_dir):
     saved = torch.load(run / "winner.pt", weights_only=True)
     ranking = pd.read_csv(run / "ranking.csv", dtype={"combination": str})
     assert saved["combination"] == ranking["combination"].iloc[0] and saved["weights"].shape[0] == 3
+    assert "Training combination" in capsys.readouterr().err
     again = predict_latest(run, latest)  # from the saved weights this time
+    assert "Training combination" not in capsys.readouterr().err
     pd.testing.assert_frame_equal(table, again)
+    # weights saved in another layout (an older version's) are trained again, never misread
+    saved["layout"] = {name: shape[::-1] for name, shape in saved["layout"].items()}
+    torch.save(saved, run / "winner.pt")
+    retrained = predict_latest(run, latest)
+    assert "Training combination" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(table, retrained)
     written = pd.read_csv(run / "predictions.csv")
     assert written["ticker"].tolist() == table["ticker"].tolist()
 
