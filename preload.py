@@ -1,13 +1,14 @@
 """Import the libraries that only the ranking and the report need, in the background, while a core is free.
 
 scipy.stats (for the Benjamini-Hochberg q-values) and matplotlib take ~1.3 s
-of CPU to import. Imported when first needed, at the end of the run, that
-is 1.3 s during which one process works and the other cores wait; imported
-while the workers train, it takes their CPU. The sweep starts them on a
-background thread once its own setup is done, while the workers' parent
-process is still importing torch (worker.warm_up) and this process would
-otherwise only wait for it. Mid-run rankings wait until they are loaded
-rather than block the loop that feeds the workers.
+of CPU to import, and a process's first figure takes ~0.2 s longer than the
+next (fonts, caches). Done when first needed, at the end of the run, that is
+time during which one process works and the other cores wait; done while the
+workers train, it takes their CPU. The sweep starts them on a background
+thread once its own setup is done, while the workers' parent process is
+still importing torch (worker.warm_up) and this process would otherwise only
+wait for it. Mid-run rankings wait until they are loaded rather than block
+the loop that feeds the workers.
 """
 from __future__ import annotations
 
@@ -32,12 +33,31 @@ def ready() -> bool:
     return _done.is_set()
 
 
+def wait() -> None:
+    """Until the imports and the warm-up figure are done (before drawing: figures are not shared across threads)."""
+    if _thread is not None:
+        _thread.join()
+
+
 def _import_all() -> None:
     try:
         import scipy.stats  # noqa: F401
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.figure  # noqa: F401
+        _draw_a_figure()
     except Exception:  # noqa: BLE001 - whoever needs them imports them again and reports the error
         pass
     finally:
         _done.set()
+
+
+def _draw_a_figure() -> None:
+    """The first figure of a process costs ~0.2 s more than later ones (fonts, caches): pay it here."""
+    import io
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(2, 2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    points = ax.scatter([1, 2], [1, 2], c=[1, 2])
+    fig.colorbar(points, ax=ax, label="warm-up")
+    ax.set_title("warm-up")
+    fig.savefig(io.BytesIO(), format="png")

@@ -412,6 +412,7 @@ class Sweep:
             print(f"warning: {failed} combinations failed; see {self.run_dir / 'errors.csv'}.", file=sys.stderr)
         from report import write_report
         from results import read_reruns
+        preload.wait()  # its warm-up figure must not be drawn at the same time as these
         write_report(self.run_dir, ranking, read_reruns(self.run_dir / "reruns.csv"), self.recorder.study)
         print(f"Report with plots: {self.run_dir / 'report.md'}")
         return 0

@@ -6,14 +6,18 @@
 
 Each way runs as its own process, timed from process start to files
 written, so start-up, data loading and writing count. Ratios are taken
-within one run because these machines are noisy. Results also go to
-bench/out/benchmark.json.
+within one run because these machines are noisy. Our sweep takes seconds,
+so a passing burst of load on a shared machine can swing one run by 15%:
+it runs --repeat times (default 3) and the median counts; the naive way
+runs once (minutes long, it averages such bursts out by itself). Results
+also go to bench/out/benchmark.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -92,16 +96,21 @@ def sweep_flops(config: Path) -> float:
                for c in plan.planned_combinations(settings))
 
 
-def run_variant(name: str, skip_naive: bool, cpu_count: int) -> dict:
+def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 3) -> dict:
     config = REFERENCE if name == "reference" else write_variant_config(name)
     run_name = f"bench-{name}"
     results_dir = OUT
-    shutil.rmtree(results_dir / run_name, ignore_errors=True)
-    ours_s, ours_mem = timed([sys.executable, "search.py", "--config", str(config), "--name", run_name,
-                              "--results", str(results_dir), "--no-progress", "--cpu-count", str(cpu_count)])
+    runs = []
+    for _ in range(repeat):  # a fresh run folder each time: a second run would resume the first
+        shutil.rmtree(results_dir / run_name, ignore_errors=True)
+        runs.append(timed([sys.executable, "search.py", "--config", str(config), "--name", run_name,
+                           "--results", str(results_dir), "--no-progress", "--cpu-count", str(cpu_count)]))
+    ours_s = statistics.median(s for s, _ in runs)
+    ours_mem = max(m for _, m in runs)
     ours = pd.read_csv(results_dir / run_name / "reruns.csv")
     trainings = len(ours)
-    row = {"variant": name, "trainings": trainings, "ours_s": ours_s, "ours_models_per_min": trainings / ours_s * 60,
+    row = {"variant": name, "trainings": trainings, "ours_s": ours_s, "ours_runs_s": [round(s, 2) for s, _ in runs],
+           "ours_models_per_min": trainings / ours_s * 60,
            "ours_peak_mib": ours_mem, **{f"ours_{k}": v for k, v in quality(ours).items()}}
     flops = sweep_flops(config)
     row["bound_s"] = flops / (matmul_gflops() * 1e9 * cpu_count)
@@ -122,11 +131,12 @@ def main(argv=None) -> int:
                         help=f"comma-separated, from {', '.join(VARIANTS)} (default: reference)")
     parser.add_argument("--skip-naive", action="store_true", help="time only our runner")
     parser.add_argument("--cpu-count", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of our sweep; the median counts (default 3)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.variants.split(","):
-        row = run_variant(name.strip(), args.skip_naive, args.cpu_count)
+        row = run_variant(name.strip(), args.skip_naive, args.cpu_count, args.repeat)
         rows.append(row)
         print(format_row(row), flush=True)
     (OUT / "benchmark.json").write_text(json.dumps(rows, indent=2))
@@ -134,8 +144,9 @@ def main(argv=None) -> int:
 
 
 def format_row(r: dict) -> str:
-    text = (f"{r['variant']}: {r['trainings']} trainings. ours {r['ours_s']:.1f} s "
-            f"({r['ours_models_per_min']:.0f} models/min, peak {r['ours_peak_mib']:.0f} MiB, "
+    runs = ", ".join(f"{s:.1f}" for s in r["ours_runs_s"])
+    text = (f"{r['variant']}: {r['trainings']} trainings. ours {r['ours_s']:.1f} s (median of {runs}; "
+            f"{r['ours_models_per_min']:.0f} models/min, peak {r['ours_peak_mib']:.0f} MiB, "
             f"accuracy {r['ours_accuracy']:.3f}, precision {r['ours_precision']:.3f}); "
             f"arithmetic bound {r['bound_s']:.1f} s")
     if "naive_s" in r:
