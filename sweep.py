@@ -56,6 +56,7 @@ class Sweep:
     # ------------------------------------------------------------------ run
     def run(self) -> int:
         from tqdm import tqdm
+        tqdm.monitor_interval = 0  # no monitor thread: the report forks once the workers are gone (forked.py)
         from results import atomic_write_text, remove_abandoned_temporaries
         from study import Ledger, open_storage, open_study
         from strategies import make_pruner, make_sampler
@@ -112,6 +113,7 @@ class Sweep:
             signal.signal(signal.SIGINT, previous)
             self.bar.close()
             self.ledger.leave()
+        worker.stop_workers(wait=True)  # all training is done; their threads here end with them
         return self._summary()
 
     # ---------------------------------------------------------- the loop

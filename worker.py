@@ -57,10 +57,13 @@ def start_workers(cpu_count: int):
     return _executor
 
 
-def stop_workers() -> None:
-    """End the workers now: they hold nothing once a sweep returns, and waiting for them costs most of a second."""
+def stop_workers(wait: bool = False) -> None:
+    """End the workers now: they hold nothing once a sweep is done, and letting them wind down costs most of a second.
+
+    wait: also wait for the pool's management thread in this process to end.
+    """
     if _executor is not None:
-        _executor.shutdown(wait=False, kill_workers=True)
+        _executor.shutdown(wait=wait, kill_workers=True)
 
 
 def run_task(task: dict) -> list[dict]:

@@ -8,9 +8,10 @@ Each way runs as its own process, timed from process start to files
 written, so start-up, data loading and writing count. Ratios are taken
 within one run because these machines are noisy. Our sweep takes seconds,
 so a passing burst of load on a shared machine can swing one run by 15%:
-it runs --repeat times (default 3) and the median counts; the naive way
-runs once (minutes long, it averages such bursts out by itself). Results
-also go to bench/out/benchmark.json.
+it runs --repeat times (default 4), half before and half after the naive
+way, and the median counts; the naive way runs once (minutes long, it
+averages such bursts out by itself). Results also go to
+bench/out/benchmark.json.
 """
 from __future__ import annotations
 
@@ -96,33 +97,38 @@ def sweep_flops(config: Path) -> float:
                for c in plan.planned_combinations(settings))
 
 
-def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 3) -> dict:
+def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4) -> dict:
     config = REFERENCE if name == "reference" else write_variant_config(name)
     run_name = f"bench-{name}"
-    results_dir = OUT
-    runs = []
-    for _ in range(repeat):  # a fresh run folder each time: a second run would resume the first
-        shutil.rmtree(results_dir / run_name, ignore_errors=True)
-        runs.append(timed([sys.executable, "search.py", "--config", str(config), "--name", run_name,
-                           "--results", str(results_dir), "--no-progress", "--cpu-count", str(cpu_count)]))
+
+    def run_ours() -> tuple[float, float]:
+        shutil.rmtree(OUT / run_name, ignore_errors=True)  # a second run in the same folder would resume the first
+        return timed([sys.executable, "search.py", "--config", str(config), "--name", run_name,
+                      "--results", str(OUT), "--no-progress", "--cpu-count", str(cpu_count)])
+
+    runs = [run_ours() for _ in range((repeat + 1) // 2)]
+    naive_row = {} if skip_naive else run_naive(name, config)
+    runs += [run_ours() for _ in range(repeat // 2)]
     ours_s = statistics.median(s for s, _ in runs)
-    ours_mem = max(m for _, m in runs)
-    ours = pd.read_csv(results_dir / run_name / "reruns.csv")
+    ours = pd.read_csv(OUT / run_name / "reruns.csv")
     trainings = len(ours)
     row = {"variant": name, "trainings": trainings, "ours_s": ours_s, "ours_runs_s": [round(s, 2) for s, _ in runs],
-           "ours_models_per_min": trainings / ours_s * 60,
-           "ours_peak_mib": ours_mem, **{f"ours_{k}": v for k, v in quality(ours).items()}}
+           "ours_models_per_min": trainings / ours_s * 60, "ours_peak_mib": max(m for _, m in runs),
+           **{f"ours_{k}": v for k, v in quality(ours).items()}}
     flops = sweep_flops(config)
     row["bound_s"] = flops / (matmul_gflops() * 1e9 * cpu_count)
-    if not skip_naive:
-        counts_file = OUT / f"naive-{name}.json"
-        naive_s, naive_mem = timed([sys.executable, "-m", "bench.naive", "--config", str(config),
-                                    "--out", str(counts_file)])
-        naive = pd.DataFrame(json.loads(counts_file.read_text()))
+    if naive_row:
+        naive_s = naive_row.pop("naive_s")
         row.update({"naive_s": naive_s, "naive_models_per_min": trainings / naive_s * 60,
-                    "naive_peak_mib": naive_mem, "speedup": naive_s / ours_s,
-                    **{f"naive_{k}": v for k, v in quality(naive).items()}})
+                    "speedup": naive_s / ours_s, **naive_row})
     return row
+
+
+def run_naive(name: str, config: Path) -> dict:
+    counts_file = OUT / f"naive-{name}.json"
+    naive_s, naive_mem = timed([sys.executable, "-m", "bench.naive", "--config", str(config), "--out", str(counts_file)])
+    naive = pd.DataFrame(json.loads(counts_file.read_text()))
+    return {"naive_s": naive_s, "naive_peak_mib": naive_mem, **{f"naive_{k}": v for k, v in quality(naive).items()}}
 
 
 def main(argv=None) -> int:
@@ -131,7 +137,8 @@ def main(argv=None) -> int:
                         help=f"comma-separated, from {', '.join(VARIANTS)} (default: reference)")
     parser.add_argument("--skip-naive", action="store_true", help="time only our runner")
     parser.add_argument("--cpu-count", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of our sweep; the median counts (default 3)")
+    parser.add_argument("--repeat", type=int, default=4,
+                        help="runs of our sweep, half before and half after the naive way; the median counts (default 4)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
