@@ -115,7 +115,11 @@ PARAM_ROW_S = 0.059e-9         # matmuls: forward and backward, per parameter an
 UNIT_ROW_S = 3.5e-9            # activation, its backward and the bias sums, per unit and row
 DROPOUT_UNIT_SHARE = 0.44
 CACHE_PER_MIB = 0.061
-LSTM_CELL_S = 0.5e-3           # one recorded LSTM time step, forward and backward (autograd), per layer
+# The LSTM's cost grows with its members: its time steps are elementwise gate
+# work recorded by autograd (sigmoid, tanh), ~9x an MLP unit's. Fitted to
+# train_members at hidden 16, batch 32: ~13.5 ms a step for 6 members, ~30 for 12.
+LSTM_CELL_S = 0.05e-3          # one recorded LSTM time step's fixed cost (Python, dispatch), per layer
+LSTM_UNIT_ROW_S = 32e-9        # per gate unit (5 per hidden unit), time step and row, forward and backward
 CLEAR_GAIN = 0.05              # make_tasks departs from equal shares only for a modelled gain this large
 
 
@@ -128,16 +132,16 @@ def task_cost(task: list[dict], n_features: int) -> float:
     widths = [n_in] + hidden_widths(p["hidden_layers"], n_in) + [1]
     params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
     units = sum(widths[1:-1])
-    step = STEP_S
+    step, per_member = STEP_S, 0.0
     if lstm:
         h, layers = p["lstm_hidden_size"], p["lstm_num_layers"]
         params += 4 * h * (h + 2) * layers
         step += LSTM_CELL_S * n_features * layers
-        units += n_features * 5 * h * layers
+        per_member += batch * LSTM_UNIT_ROW_S * n_features * 5 * h * layers
     if any(t["params"]["dropout"] > 0 for t in task):
         units *= 1 + DROPOUT_UNIT_SHARE
     working_set = members * params * 16 / 2 ** 20
-    per_member = PARAM_STEP_S * params + batch * (PARAM_ROW_S * params + UNIT_ROW_S * units)
+    per_member += PARAM_STEP_S * params + batch * (PARAM_ROW_S * params + UNIT_ROW_S * units)
     step += members * per_member * (1 + CACHE_PER_MIB * working_set)
     return p["max_epochs"] * step / batch
 
@@ -162,7 +166,9 @@ class _Group:
         self.units, self.n_features = units, n_features
         self.members = sum(map(len, units))
         self.k_min = math.ceil(len(units) / max(1, MAX_MEMBERS_PER_TASK // max(map(len, units))))
-        self.k_max = max(self.k_min, min(len(units), self.members // MIN_MEMBERS_TO_SPLIT))
+        # an MLP step's fixed cost makes small splits lose; an LSTM step is mostly per-member work
+        lstm = units[0][0]["params"]["model"] == "lstm"
+        self.k_max = max(self.k_min, min(len(units), self.members if lstm else self.members // MIN_MEMBERS_TO_SPLIT))
         self._cuts: dict[int, tuple[list[list[dict]], list[float]]] = {}
         self._costs: dict[tuple[int, int], float] = {}
 

@@ -271,6 +271,17 @@ def test_make_tasks_small_group_is_one_task(tmp_path):
     assert [t["rerun"] for t in tasks[0]] == [0, 1] * 3                 # reruns in order, per combination
 
 
+def test_a_small_lstm_group_is_still_split_across_the_workers(tmp_path):
+    """An LSTM step is mostly per-member work (unlike an MLP's fixed per-step cost), so even 12
+    trainings are worth two tasks on two workers: the benchmark's LSTM sweep ran on one worker before."""
+    grid = {"model": ["lstm"], "hidden_layers": [[]], "optimizer": ["adam", "rmsprop"],
+            "learning_rate": [1e-3, 1e-4]}
+    trainings = trainings_for(plan.planned_combinations(make_settings(tmp_path, grid)), 3)
+    assert len(trainings) < 2 * plan.MIN_MEMBERS_TO_SPLIT    # an MLP group this small stays whole
+    tasks = plan.make_tasks(trainings, 2, n_features=30)
+    assert check_tasks(tasks, trainings) == [6, 6]
+
+
 @pytest.mark.parametrize("n_combinations, reruns, cpu_count", [
     (64, 1, 4), (64, 3, 4), (64, 3, 1), (64, 3, 3), (48, 3, 2), (40, 5, 4), (81, 1, 10), (36, 1, 4),
     (9, 4, 4), (100, 3, 8), (30, 2, 3), (64, 4, 16), (25, 3, 5),
