@@ -424,7 +424,7 @@ class Pool:
     """The worker processes and the tasks in flight; brings the pool back if a worker dies.
 
     The workers are started at the first task, so that the main process has
-    done all its own setup while the worker's parent process was importing torch.
+    done all its own setup while the workers' parent process was importing torch.
     """
 
     def __init__(self, cpu_count: int, payload, folds: int = 1) -> None:

@@ -49,13 +49,25 @@ def write_variant_config(name: str) -> Path:
     return path
 
 
-_MEASURE = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+# The measuring process becomes a "subreaper": processes its command leaves behind
+# (our workers' parent, the fork server, outlives search.py by a moment) are
+# handed to it rather than to init, so their peak memory, and their workers',
+# counts too once it has waited for them.
+_MEASURE = ("import ctypes, os, resource, subprocess, sys, time; "
+            "ctypes.CDLL(None).prctl(36, 1, 0, 0, 0); "  # PR_SET_CHILD_SUBREAPER
+            "t = time.perf_counter(); "
             "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+            "elapsed = time.perf_counter() - t\n"
+            "while True:\n"
+            "    try:\n"
+            "        os.wait()\n"
+            "    except ChildProcessError:\n"
+            "        break\n"
+            "print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
 def timed(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak resident memory in MiB of the largest process of the run).
+    """(wall seconds until the command exits, peak resident memory in MiB of the largest process of the run).
 
     A fresh wrapper process per measurement: RUSAGE_CHILDREN only ever grows,
     so measuring two runs from one process would report the larger for both.
