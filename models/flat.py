@@ -4,7 +4,7 @@ Why blocks: each weight matrix gets a block of its own, [members, out * in],
 so its view [members, out, in] is contiguous and the backward pass's
 batched matmul writes the weight gradient straight into it (torch's
 batched-gemm path needs a contiguous result; a strided one falls back to a
-gemm per member, or costs a copy). The biases and other one-row tensors
+gemm per member, or costs a copy). The biases and other small tensors
 share one more block. The optimizer updates each block as a whole, with
 per-member hyperparameters as [members, 1] columns that broadcast, so a step
 costs a few whole-block operations whatever the number of layers.
@@ -40,7 +40,7 @@ class FlatParameters:
         self.members = members
         sizes = {name: math.prod(shape) for name, shape in self.shapes.items()}
         self.size = sum(sizes.values())
-        # one block per matrix, then one block for all the one-row tensors (biases, PReLU slopes)
+        # one block per tensor declared own_block (weight matrices), then one for all the others (biases, slopes)
         matrices = [name for name in self.shapes if self.own_block[name]]
         rows = [name for name in self.shapes if name not in matrices]
         layout = [[name] for name in matrices] + ([rows] if rows else [])
