@@ -56,7 +56,10 @@ pool = DropoutPool([p["dropout"] for p in params], [training.member_generator(i,
                    32 * model.max_dropout_window, torch.device("cpu"))
 loss_fn = LOSSES["bce"]
 order = torch.stack([torch.randperm(rows, generator=g) for _ in range(members)]).reshape(-1)
-xs = x.index_select(0, order).view(members, rows, 30)
+if hasattr(model.params, "own_block"):  # a feature-major checkout: gathered as train_members gathers
+    xs = x.T.contiguous().index_select(1, order).view(30, members, rows).permute(1, 2, 0)
+else:
+    xs = x.index_select(0, order).view(members, rows, 30)
 ys = y.index_select(0, order).view(members, rows)
 start = 0
 def step():
