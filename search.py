@@ -92,5 +92,21 @@ def _fail(err: Exception) -> int:
     return 2
 
 
+def exit_without_teardown(code: int) -> None:
+    """Exit once everything is written, skipping the interpreter's teardown of its modules.
+
+    Freeing pandas, scipy, matplotlib and Optuna object by object took ~0.5 s
+    after the last file was written. The exit handlers still run (they remove
+    the temporary data folder and end the workers' parent process), and the
+    output streams are flushed; nothing else is left to do.
+    """
+    import atexit
+    import os
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_without_teardown(main())

@@ -38,10 +38,15 @@ def warm_up() -> None:
     operation, so it holds no thread pool a child could inherit half-locked.
     """
     from multiprocessing import forkserver
+
+    import mkl_shim
     # The server and the workers forked from it read these when torch loads;
     # the main process itself never runs torch.
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
+    library = mkl_shim.worker_preload()
+    if library is not None:  # MKL's AVX-512 kernels on AMD CPUs (mkl_shim.py)
+        mkl_shim.add_to_environment(library)
     forkserver.set_forkserver_preload(["torch"])
     forkserver.ensure_running()
 
