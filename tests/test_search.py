@@ -198,7 +198,8 @@ def cpu_seconds(pid: int) -> float:
 def test_a_worker_killed_mid_combination_costs_only_a_retry(tmp_path, data_dir):
     import signal
     import time
-    grid = {"hidden_layers": [[1], [2, 1]], "learning_rate": [1e-2, 1e-3], "max_epochs": [200]}
+    # long enough (~2 s a task) that the kill lands mid-task even on a busy machine
+    grid = {"hidden_layers": [[1], [2, 1]], "learning_rate": [1e-2, 1e-3], "max_epochs": [1000]}
     config = write_config(tmp_path, data_dir, grid=grid)
     proc = subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results",
                              str(tmp_path / "results"), "--no-progress", "--cpu-count", "2"],
