@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -66,14 +66,14 @@ _MEASURE = ("import ctypes, os, resource, subprocess, sys, time; "
             "print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 
-def timed(command: list[str]) -> tuple[float, float]:
+def timed(command: list[str], env: dict | None = None) -> tuple[float, float]:
     """(wall seconds until the command exits, peak resident memory in MiB of the largest process of the run).
 
     A fresh wrapper process per measurement: RUSAGE_CHILDREN only ever grows,
     so measuring two runs from one process would report the larger for both.
     """
     out = subprocess.run([sys.executable, "-c", _MEASURE, *command], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout.split()
+                         capture_output=True, text=True, env=env).stdout.split()
     return float(out[0]), int(out[1]) / 1024
 
 
@@ -84,17 +84,29 @@ def quality(counts: pd.DataFrame) -> dict:
     return {"accuracy": float(((counts["tp"] + counts["tn"]) / total).mean()), "precision": float(precision)}
 
 
+_GFLOPS = ("import time, torch; torch.set_num_threads(1); a, b = torch.randn(512, 512), torch.randn(512, 512)\n"
+           "for _ in range(3): a @ b\n"
+           "start, n = time.perf_counter(), 20\n"
+           "for _ in range(n): a @ b\n"
+           "print(2 * 512 ** 3 * n / (time.perf_counter() - start) / 1e9)")
+
+
+def worker_environment() -> dict:
+    """The environment our workers train in: with mkl_shim's library preloaded where it applies."""
+    sys.path.insert(0, str(ROOT))
+    import mkl_shim
+    env = dict(os.environ)
+    library = mkl_shim.worker_preload()
+    if library is not None:
+        mkl_shim.add_to_environment(library, env)
+    return env
+
+
 def matmul_gflops() -> float:
-    """Best-case single-thread float32 matmul throughput, in GFLOP/s."""
-    import torch
-    torch.set_num_threads(1)
-    a, b = torch.randn(512, 512), torch.randn(512, 512)
-    for _ in range(3):
-        a @ b
-    start, n = time.perf_counter(), 20
-    for _ in range(n):
-        a @ b
-    return 2 * 512 ** 3 * n / (time.perf_counter() - start) / 1e9
+    """Best-case single-thread float32 matmul throughput with the kernels our workers use, in GFLOP/s."""
+    out = subprocess.run([sys.executable, "-c", _GFLOPS], check=True, capture_output=True, text=True,
+                         env=worker_environment())
+    return float(out.stdout)
 
 
 def sweep_flops(config: Path) -> float:
@@ -109,7 +121,7 @@ def sweep_flops(config: Path) -> float:
                for c in plan.planned_combinations(settings))
 
 
-def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4) -> dict:
+def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4, naive_shim: bool = False) -> dict:
     config = REFERENCE if name == "reference" else write_variant_config(name)
     run_name = f"bench-{name}"
 
@@ -121,6 +133,8 @@ def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4) ->
     runs = [run_ours() for _ in range((repeat + 1) // 2)]
     naive_row = {} if skip_naive else run_naive(name, config)
     runs += [run_ours() for _ in range(repeat // 2)]
+    if naive_shim and not skip_naive:  # the naive way with MKL's AVX-512 kernels too (mkl_shim.py), for reference
+        naive_row["naive_shim_s"] = run_naive(name, config, worker_environment())["naive_s"]
     ours_s = statistics.median(s for s, _ in runs)
     ours = pd.read_csv(OUT / run_name / "reruns.csv")
     trainings = len(ours)
@@ -136,9 +150,10 @@ def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4) ->
     return row
 
 
-def run_naive(name: str, config: Path) -> dict:
+def run_naive(name: str, config: Path, env: dict | None = None) -> dict:
     counts_file = OUT / f"naive-{name}.json"
-    naive_s, naive_mem = timed([sys.executable, "-m", "bench.naive", "--config", str(config), "--out", str(counts_file)])
+    naive_s, naive_mem = timed([sys.executable, "-m", "bench.naive", "--config", str(config), "--out", str(counts_file)],
+                               env)
     naive = pd.DataFrame(json.loads(counts_file.read_text()))
     return {"naive_s": naive_s, "naive_peak_mib": naive_mem, **{f"naive_{k}": v for k, v in quality(naive).items()}}
 
@@ -149,13 +164,15 @@ def main(argv=None) -> int:
                         help=f"comma-separated, from {', '.join(VARIANTS)} (default: reference)")
     parser.add_argument("--skip-naive", action="store_true", help="time only our runner")
     parser.add_argument("--cpu-count", type=int, default=2)
+    parser.add_argument("--naive-shim", action="store_true",
+                        help="also time the naive way with MKL's AVX-512 kernels (mkl_shim.py), as ours trains")
     parser.add_argument("--repeat", type=int, default=4,
                         help="runs of our sweep, half before and half after the naive way; the median counts (default 4)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.variants.split(","):
-        row = run_variant(name.strip(), args.skip_naive, args.cpu_count, args.repeat)
+        row = run_variant(name.strip(), args.skip_naive, args.cpu_count, args.repeat, args.naive_shim)
         rows.append(row)
         print(format_row(row), flush=True)
     (OUT / "benchmark.json").write_text(json.dumps(rows, indent=2))
@@ -172,6 +189,8 @@ def format_row(r: dict) -> str:
         text += (f"; naive {r['naive_s']:.1f} s ({r['naive_models_per_min']:.1f} models/min, peak "
                  f"{r['naive_peak_mib']:.0f} MiB, accuracy {r['naive_accuracy']:.3f}, precision "
                  f"{r['naive_precision']:.3f}); speed-up {r['speedup']:.1f}x")
+    if "naive_shim_s" in r:
+        text += f"; naive with the MKL shim {r['naive_shim_s']:.1f} s ({r['naive_shim_s'] / r['ours_s']:.1f}x)"
     return text
 
 

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import mkl_shim  # noqa: E402
 ARCHS = {"big": [2, 3, 2, 1, 0.5], "small": [2, 1, 0.5]}
 
 _CHILD = r"""
@@ -80,9 +82,12 @@ for line in sys.stdin:
 
 
 def start(code: Path, hidden, members: int, dropout: float, rows: int = 9312) -> subprocess.Popen:
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": ""}
+    library = mkl_shim.worker_preload()
+    if library is not None:  # as the workers train: with MKL's AVX-512 kernels on AMD CPUs
+        mkl_shim.add_to_environment(library, env)
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(code), json.dumps([hidden, members, dropout, rows])],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": ""})
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     if proc.stdout.readline().strip() != "ready":
         raise RuntimeError(f"measurement process failed ({code})")
     return proc
