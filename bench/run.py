@@ -1,8 +1,9 @@
 """Benchmark: the reference sweep through `python search.py`, against the naive way, back to back.
 
-    python -m bench.run                      # reference sweep, both ways (~5 minutes on 2 cores)
+    python -m bench.run                      # reference sweep, both ways (~3 minutes on 2 cores)
     python -m bench.run --variants batch256,lstm
     python -m bench.run --skip-naive         # ours only (quick check)
+    python -m bench.run --naive-shim         # also the naive way with MKL's AVX-512 kernels (mkl_shim.py)
 
 Each way runs as its own process, timed from process start to files
 written, so start-up, data loading and writing count. Ratios are taken
