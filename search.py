@@ -102,6 +102,9 @@ def exit_without_teardown(code: int) -> None:
     """
     import atexit
     import os
+    import threading
+    if any(t is not threading.main_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)  # a thread is still at work (an interrupted run's pool): let the interpreter wait for it
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

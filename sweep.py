@@ -95,9 +95,13 @@ class Sweep:
             import resource
             # what this process spent orchestrating (claiming, recording, dispatching, CSVs) while
             # the workers trained: on a machine whose cores all train, it comes out of their time
+            import mkl_shim
             self.timing = {"seconds": round(time.monotonic() - wall, 3),
                            "main_process_cpu_seconds": round(time.process_time() - cpu, 3),
-                           "main_process_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+                           "main_process_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                           # whether the workers ran MKL's AVX-512 kernels on an AMD CPU (mkl_shim.py):
+                           # runs with and without differ in the last digits of their sums
+                           "mkl_amd_avx512": mkl_shim.worker_preload() is not None}
             if self.stop_requested:
                 return self._interrupted()
             self.bar.close()

@@ -75,6 +75,8 @@ def test_grid_sweep_end_to_end(tmp_path, data_dir):
     np.testing.assert_allclose(ranking["q_value"], multipletests(ranking["p_value"], method="fdr_bh")[1])
     summary = __import__("json").loads((run / "summary.json").read_text())
     assert 0 < summary["family_wise_p_value"] <= 1
+    import mkl_shim
+    assert summary["sweep"]["mkl_amd_avx512"] == mkl_shim.cpu_wants_shim(Path("/proc/cpuinfo").read_text())
     assert (run / "config.py").read_text() == config.read_text()
     assert pd.read_csv(run / "errors.csv").empty
     assert "12 combinations completed, 0 failed" in done.stdout
