@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+import preload
 from settings import HYPERPARAMETERS
 from significance import bh_q_values, holm_adjusted
 
@@ -47,6 +48,7 @@ def fisher_precision_p_value(tp, fp, tn, fn):
     Written as the hypergeometric tail so that it runs on whole columns at
     once; it equals scipy.stats.fisher_exact(table, alternative="greater").
     """
+    preload.wait()  # never import scipy.stats while preload.py's thread is importing it
     from scipy import stats
     tp, fp, tn, fn = map(np.asarray, (tp, fp, tn, fn))
     total, positives, predicted = tp + fp + tn + fn, tp + fn, tp + fp

@@ -15,6 +15,8 @@ import math
 import numpy as np
 from scipy import special
 
+import preload
+
 
 def holm_adjusted(p_values) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error rate), in the input's order."""
@@ -31,6 +33,7 @@ def holm_adjusted(p_values) -> np.ndarray:
 
 def bh_q_values(p_values) -> np.ndarray:
     """Benjamini-Hochberg q-values (false discovery rate), via scipy."""
+    preload.wait()  # never import scipy.stats while preload.py's thread is importing it
     from scipy.stats import false_discovery_control
     p = np.asarray(p_values, dtype=float)
     return false_discovery_control(p, method="bh") if len(p) else p

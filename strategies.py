@@ -37,9 +37,14 @@ def make_sampler(settings: Settings):
             return optuna.samplers.TPESampler(seed=own, constant_liar=True, multivariate=True, group=True)
     if settings.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=own, warn_independent_sampling=False)
+    # GP and QMC import parts of scipy at their first sample. Import them here, in the main
+    # thread before preload.py imports scipy.stats in the background: two threads importing
+    # scipy's modules at once can find one half-initialized (an ImportError, seen with QMC).
     if settings.sampler == "gp":
+        import scipy.optimize  # noqa: F401
         return optuna.samplers.GPSampler(seed=own, warn_independent_sampling=False)
     if settings.sampler == "qmc":
+        import scipy.stats.qmc  # noqa: F401
         return optuna.samplers.QMCSampler(seed=settings.seed, scramble=True, warn_independent_sampling=False)
     raise ValueError(settings.sampler)
 

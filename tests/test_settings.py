@@ -358,3 +358,18 @@ def test_cli_override_wins_over_config(tmp_path):
     result = run_cli(config, results, "--rerun-count", "0")
     assert_clean_failure(result, results, r"RERUN_COUNT = 0 is not valid")
     assert "train.csv" not in result.stderr
+
+
+@pytest.mark.parametrize("sampler, module", [("qmc", "scipy.stats.qmc"), ("gp", "scipy.optimize")])
+def test_samplers_import_their_scipy_parts_before_the_background_imports(tmp_path, sampler, module):
+    """GP and QMC load parts of scipy at their first sample; done while preload.py's thread imports
+    scipy.stats, the two imports can meet halfway (an ImportError seen with QMC). make_sampler loads them."""
+    config = write_config(tmp_path, f'from space import uniform\nSAMPLER = "{sampler}"\n'
+                                    'hyperparameter_values = {"learning_rate": uniform(1e-4, 1e-2)}\n')
+    script = (f"import sys; from settings import load_settings; from strategies import make_sampler; "
+              f"before = {module!r} in sys.modules; make_sampler(load_settings({str(config)!r})); "
+              f"print(before, {module!r} in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
