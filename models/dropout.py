@@ -13,13 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Multipliers per member; a mask is a window starting anywhere in it, at least 4 windows long.
-# 16k (64 KB a member) keeps a task's pools in the shared cache beside its optimizer state:
-# at 128k, 24 members' pools were 12 MB, and the reference sweep ran ~4% slower (median of 8
-# interleaved runs, 5.87 against 5.62 s). Two windows share a multiplier at one position only
-# when their random offsets differ by exactly that position's distance, so masks stay
-# effectively independent from step to step.
-POOL_LENGTH = 1 << 14
+POOL_LENGTH = 1 << 17        # multipliers per member; windows start anywhere in it
 _OFFSET_SEED = 0x5EED        # the window offsets are the same for every run and member
 _OFFSETS_PER_BLOCK = 4096
 
