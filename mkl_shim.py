@@ -105,6 +105,14 @@ def add_to_environment(library: Path, environ=os.environ) -> None:
         environ["LD_PRELOAD"] = f"{library} {current}".strip()
 
 
+def preload_into(environ=os.environ) -> bool:
+    """Make processes started with `environ` load the library where it applies; whether it does."""
+    library = worker_preload()
+    if library is not None:
+        add_to_environment(library, environ)
+    return library is not None
+
+
 def loaded_here() -> bool:
     """Whether this process has the library loaded (a worker's answer says the shim took effect)."""
     try:

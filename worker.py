@@ -44,9 +44,7 @@ def warm_up() -> None:
     # the main process itself never runs torch.
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["MKL_NUM_THREADS"] = "1"
-    library = mkl_shim.worker_preload()
-    if library is not None:  # MKL's AVX-512 kernels on AMD CPUs (mkl_shim.py)
-        mkl_shim.add_to_environment(library)
+    mkl_shim.preload_into(os.environ)  # MKL's AVX-512 kernels on AMD CPUs
     forkserver.set_forkserver_preload(["torch"])
     forkserver.ensure_running()
 

@@ -97,9 +97,7 @@ def worker_environment() -> dict:
     sys.path.insert(0, str(ROOT))
     import mkl_shim
     env = dict(os.environ)
-    library = mkl_shim.worker_preload()
-    if library is not None:
-        mkl_shim.add_to_environment(library, env)
+    mkl_shim.preload_into(env)
     return env
 
 

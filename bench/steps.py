@@ -83,9 +83,7 @@ for line in sys.stdin:
 
 def start(code: Path, hidden, members: int, dropout: float, rows: int = 9312) -> subprocess.Popen:
     env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": ""}
-    library = mkl_shim.worker_preload()
-    if library is not None:  # as the workers train: with MKL's AVX-512 kernels on AMD CPUs
-        mkl_shim.add_to_environment(library, env)
+    mkl_shim.preload_into(env)  # as the workers train: with MKL's AVX-512 kernels on AMD CPUs
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(code), json.dumps([hidden, members, dropout, rows])],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     if proc.stdout.readline().strip() != "ready":
