@@ -112,4 +112,6 @@ def exit_without_teardown(code: int) -> None:
 
 
 if __name__ == "__main__":
+    import preload
+    preload.defer_garbage_collection()
     exit_without_teardown(main())
