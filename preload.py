@@ -26,7 +26,7 @@ def defer_garbage_collection() -> None:
 
     For search.py's command line, whose process up to then is all start-up:
     the objects that imports create live as long as the process, so collecting
-    while they load frees nothing. It cost ~0.25 s of CPU per sweep, most of it
+    while they load frees nothing. It cost 0.25-0.4 s of CPU per sweep, most of it
     two full collections during the imports here, while the workers train.
     gc.freeze() then keeps later collections from walking them again. Not for
     a process that goes on to other work (tests run sweeps in-process):

@@ -170,9 +170,8 @@ def test_fused_member_trains_exactly_as_alone(model):
 def test_fused_member_matches_plain_torch_training(activation):
     """Same initial weights and batch order: our fused training == nn.Sequential + torch.optim.Adam.
 
-    leaky_relu and relu take the step-buffer paths (activation written into
-    buffers reused every step); 88 rows make each epoch end on a short batch,
-    which has buffers of its own.
+    Each activation has its own backward kernel in the hand-written backward
+    pass (ACTIVATION_BACKWARD); 88 rows make each epoch end on a short batch.
     """
     arch = hp(hidden_layers=[2, 1], batch_size=16, max_epochs=3, activation=activation, learning_rate=1e-2)
     seed = 21
