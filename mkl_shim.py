@@ -20,13 +20,12 @@ AVX2 speed and says once how to get the faster one.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+import cbuild
 
 SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
 # MKL's AVX-512 code path is that of Intel's Skylake-SP and later: these subsets
@@ -47,32 +46,12 @@ def cpu_wants_shim(cpuinfo: str) -> bool:
     return vendor == "AuthenticAMD" and NEEDED_FLAGS <= flags
 
 
-def cache_folder() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "precision-sweep"
-
-
 def build(folder: Path | None = None) -> Path:
-    """The compiled library, built on first use (atomically: processes starting together never see half a file).
+    """The compiled library, built on first use (cbuild.py: once per machine, atomically).
 
     Raises OSError (no compiler, nowhere to write) or CalledProcessError.
     """
-    folder = folder or cache_folder()
-    digest = hashlib.blake2b(SOURCE.encode(), digest_size=6).hexdigest()
-    library = folder / f"mkl_intel_cpu_{digest}.so"
-    if library.exists():
-        return library
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise FileNotFoundError("no C compiler (cc or gcc) on PATH")
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        source = Path(scratch) / "shim.c"
-        source.write_text(SOURCE)
-        built = Path(scratch) / library.name
-        subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(built), str(source)],
-                       check=True, capture_output=True, timeout=60)
-        os.replace(built, library)
-    return library
+    return cbuild.build("mkl_intel_cpu", SOURCE, ["-O2"], folder)
 
 
 @functools.cache
