@@ -125,7 +125,7 @@ def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Ten
             ys = torch.index_select(y, 0, rows.reshape(-1), out=y_block[:count * width]).view(count, width)
             for start in range(0, width, batch):
                 stop = min(start + batch, width)
-                logits[:, start:stop] = model.train_step(xs[:, start:stop], ys[:, start:stop], dropout, loss_fn)
+                model.train_step(xs[:, start:stop], ys[:, start:stop], dropout, loss_fn, out=logits[:, start:stop])
                 optimizer.step()
             # each batch's loss as it was seen (before its update), summed once per block
             total += loss_fn(logits[:, :width], ys).sum(dim=1)

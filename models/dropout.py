@@ -32,13 +32,18 @@ class DropoutPool:
             self.pool = torch.stack([_member_pool(rate, g, self.length) for rate, g in zip(rates, generators)])
             self.pool = self.pool.to(device)
 
-    def mask(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """The next mask of `shape` ([members, ...]) as a view into the pool."""
+    def next_offset(self) -> int:
+        """Where the next mask's window starts in every member's row (each call moves on by one mask)."""
         if self._cursor == len(self._block):
             self._block = self._offsets.integers(0, self.max_start + 1, _OFFSETS_PER_BLOCK).tolist()
             self._cursor = 0
         start = self._block[self._cursor]
         self._cursor += 1
+        return start
+
+    def mask(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The next mask of `shape` ([members, ...]) as a view into the pool."""
+        start = self.next_offset()
         strides = self._strides.get(shape)
         if strides is None:  # each member's window is contiguous; members are a pool row apart
             inner = [1]

@@ -71,13 +71,19 @@ class FusedLSTM:
             last = last * dropout.mask(last.shape)
         return self.head.forward(last.transpose(1, 2), dropout).squeeze(1)  # the head is feature-major
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
-        """One forward/backward pass by autograd (the recurrence is too intricate to write out); returns the logits."""
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+        """One forward/backward pass by autograd (the recurrence is too intricate to write out); returns the logits.
+
+        `out` [members, batch], when given, receives the logits and is returned.
+        """
         self.params.grad_buffer.zero_()
         logits = self.forward(x, dropout)
         per_member = loss_fn(logits, y).sum(dim=1)
         # d(sum of members' mean losses): each member gets exactly its own gradient
         per_member.backward(gradient=torch.full_like(per_member, 1.0 / y.shape[1]))
+        if out is not None:
+            return out.copy_(logits.detach())
         return logits.detach()
 
     def _run_layer(self, inputs: torch.Tensor, w_hh: torch.Tensor) -> list[torch.Tensor]:

@@ -5,9 +5,11 @@ import torch
 
 from models.components import (ACTIVATION_BACKWARD, ACTIVATIONS, INITIALIZATIONS, LOSSES, MASKED_SLOPE,
                                PRELU_INITIAL_SLOPE, prelu)
+from models import native
 from models.dropout import DropoutPool
-from settings import hidden_widths
 from models.flat import FlatParameters
+from models.native import NativeStep
+from settings import hidden_widths
 
 
 class DenseStack:
@@ -134,24 +136,42 @@ class FusedMLP:
         self.dense.bind(self.params)
         self.dense.initialize(members, generators)
         self.max_dropout_window = max(widths[1:-1], default=1)  # per row of a batch
+        # the whole step in one C call where it applies (models/native.py); bound on first use
+        self.native = None
+        self.native_applies = native.applies(arch, device)
+        self.batch_size = arch["batch_size"]
 
     def forward(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
         """x [members, batch, features] -> logits [members, batch]."""
         return self.dense.forward(x.transpose(1, 2), dropout).squeeze(1)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn) -> torch.Tensor:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
         """One forward/backward pass; leaves gradients in the parameters' .grad views, returns the logits [members, batch].
 
         x is [members, batch, features]; the training loop passes a transposed
         view of rows gathered feature-major, so the stack gets them as they lie.
         The backward pass is written out (see DenseStack.backward_cached):
         for these tiny layers autograd's bookkeeping cost more than the maths.
+        Where it applies, the whole step is one call into C (models/native.py).
         The loss itself is left to the caller, which computes it for many
-        steps at once from the returned logits.
+        steps at once from the returned logits. `out` [members, batch], when
+        given, receives the logits and is returned.
         """
+        if self.native_applies and loss_fn is LOSSES["bce"]:
+            if out is None:
+                out = torch.empty(y.shape, dtype=y.dtype, device=y.device)
+            if self.native is None or x.shape[1] > self.native.batch:
+                self.native = NativeStep(self.dense, self.params.members, max(self.batch_size, x.shape[1]))
+            if self.native.takes(x, y, out):
+                self.native(x, y, dropout, out)
+                return out
         z, cache = self.dense.forward_cached(x.transpose(1, 2), dropout)
         logits = z.squeeze(1)
         self.dense.backward_cached(logit_gradient(logits, y, loss_fn).unsqueeze(1), cache)
+        if out is not None:
+            out.copy_(logits)
+            return out
         return logits
 
 

@@ -4,13 +4,15 @@ References are independent of our code: torch.optim for the update rules,
 autograd for the hand-written backward pass, torch.nn.LSTM for the LSTM
 cell, and an nn.Sequential trained with torch.optim for a whole training.
 """
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from bench.naive import build_naive_model
 from fused_optim import KERNELS, FusedOptimizer, group_key
-from models import build_model
+from models import build_model, native
 from models.components import LOSSES
 from settings import ACTIVATIONS, HYPERPARAMETER_DEFAULTS, OPTIMIZERS
 from training import evaluation_loss, member_generator, predict, train_members
@@ -21,6 +23,18 @@ CPU = torch.device("cpu")
 
 def hp(**changes) -> dict:
     return {**HYPERPARAMETER_DEFAULTS, **changes}
+
+
+@pytest.fixture(params=["C step", "torch operations"])
+def step_path(request, monkeypatch):
+    """Run a test through each of the MLP's two step implementations (models/native.py, models/fused_mlp.py)."""
+    if request.param == "torch operations":
+        monkeypatch.setattr(native, "applies", lambda arch, device: False)
+    elif native.library() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI machines have gcc and torch's MKL; the C step must build there")
+        pytest.skip("the C step does not apply here (no C compiler, or a torch without MKL)")
+    return request.param
 
 
 def small_data(rows=96, features=6, seed=0):
@@ -103,7 +117,7 @@ def test_members_must_be_grouped():
 # ------------------------------------------------------ hand-written backward
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_mlp_backward_matches_autograd(activation, loss):
+def test_mlp_backward_matches_autograd(activation, loss, step_path):
     arch = hp(hidden_layers=[2, 1], activation=activation, loss_function=loss)
     members = [hp(**{**arch, "dropout": d}) for d in (0.0, 0.3, 0.5)]
     model = build_model(arch, members, 5, [member_generator(s, "init") for s in range(3)], CPU)
@@ -153,7 +167,7 @@ MIXED = [  # members that differ in everything a fused task lets them differ in
 
 
 @pytest.mark.parametrize("model", ["mlp", "lstm"])
-def test_fused_member_trains_exactly_as_alone(model):
+def test_fused_member_trains_exactly_as_alone(model, step_path):
     arch = hp(model=model, hidden_layers=[2, 1], batch_size=16, max_epochs=2, lstm_hidden_size=4)
     members = [{"seed": m["seed"], "params": hp(**{**arch, **{k: v for k, v in m.items() if k != "seed"}})}
                for m in MIXED]
@@ -167,7 +181,7 @@ def test_fused_member_trains_exactly_as_alone(model):
 
 
 @pytest.mark.parametrize("activation", ["tanh", "leaky_relu", "relu"])
-def test_fused_member_matches_plain_torch_training(activation):
+def test_fused_member_matches_plain_torch_training(activation, step_path):
     """Same initial weights and batch order: our fused training == nn.Sequential + torch.optim.Adam.
 
     Each activation has its own backward kernel in the hand-written backward
@@ -208,7 +222,7 @@ def test_initial_weights_depend_only_on_the_member_seed():
     assert not torch.equal(fused.params.rows()[0], fused.params.rows()[1])
 
 
-def test_diverging_member_is_flagged_without_touching_the_others():
+def test_diverging_member_is_flagged_without_touching_the_others(step_path):
     arch = hp(hidden_layers=[2], batch_size=16, max_epochs=2)
     members = [{"seed": 1, "params": hp(**{**arch, "learning_rate": 1e-2})},
                {"seed": 2, "params": hp(**{**arch, "optimizer": "sgd", "learning_rate": 1e6})}]
@@ -285,7 +299,7 @@ def test_gather_blocks_do_not_change_the_result(monkeypatch):
 
 
 @pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
-def test_one_unit_hidden_layer_backward_matches_autograd(activation):
+def test_one_unit_hidden_layer_backward_matches_autograd(activation, step_path):
     """A hidden layer one unit wide takes the outer-product path of the hand-written backward."""
     arch = hp(hidden_layers=[2, 0.2, 1], activation=activation)  # 5 inputs -> 10 -> 1 -> 5 -> 1
     members = [hp(**{**arch, "dropout": d}) for d in (0.0, 0.4)]

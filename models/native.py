@@ -1,0 +1,129 @@
+"""The fused MLP's training step as one call into a small C library (models/native_mlp.c).
+
+Why: a fused step of the reference sweep's MLP is ~45 torch operations on
+small tensors, each costing a few microseconds of dispatch on top of its
+arithmetic; that was ~30% of a step. The C step does the same computation
+with the same batched matmuls (MKL's cblas_sgemm_batch, which torch's bmm
+itself calls; its address is looked up in torch's own library) and merges
+the elementwise passes. Measured on the development machine (one thread, 24
+members): the big reference architecture's step 0.86-0.99 -> 0.70-0.72 ms,
+the small one's 0.32-0.44 -> 0.24-0.29 ms, optimizer included.
+
+It applies where it can: a CPU device, float32, the activations relu,
+leaky_relu and tanh, the bce loss, a torch built with MKL on Linux, and a C
+compiler (the library is compiled once per machine into the user's cache
+folder, cbuild.py). Everything else, and everyone with SWEEP_NATIVE=0 in the
+environment, trains through the torch operations in fused_mlp.py, which
+compute the same thing; tests/test_native.py checks the two against each
+other step by step.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import cbuild
+
+SOURCE = Path(__file__).with_name("native_mlp.c")
+OPT_OUT = "SWEEP_NATIVE"
+ACTIVATION_CODES = {"relu": 0, "leaky_relu": 1, "tanh": 2}  # as native_mlp.c numbers them
+LEAKY_SLOPE = 0.01  # F.leaky_relu's default, as fused_mlp.py uses it
+MAX_LAYERS = 32
+_P = ctypes.c_void_p
+
+
+def mkl_gemm_batch() -> int | None:
+    """The address of MKL's cblas_sgemm_batch inside torch's CPU library, or None."""
+    if not sys.platform.startswith("linux") or not torch.backends.mkl.is_available():
+        return None
+    try:
+        torch_cpu = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        return ctypes.cast(torch_cpu.cblas_sgemm_batch, _P).value
+    except (OSError, AttributeError):
+        return None
+
+
+@functools.cache
+def library() -> tuple[ctypes.CDLL, int] | None:
+    """(the compiled step library, the gemm's address), or None where the C step does not apply (once per process)."""
+    if os.environ.get(OPT_OUT) == "0":
+        return None
+    gemm = mkl_gemm_batch()
+    if gemm is None:
+        return None
+    try:
+        path = cbuild.build("native_mlp", SOURCE.read_text(), ["-O3", "-march=native", "-lm"], for_this_cpu=True)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as err:
+        print(f"note: building the fused MLP's C training step failed ({err}); training runs through torch "
+              f"operations instead (~25% slower per step). Install a C compiler (e.g. `apt install gcc`) to "
+              f"get it, or set {OPT_OUT}=0 to silence this note.", file=sys.stderr)
+        return None
+    lib.net_size.restype = ctypes.c_size_t
+    lib.net_init.restype = ctypes.c_int
+    lib.net_step.restype = None
+    lib.net_step.argtypes = [_P, _P, ctypes.c_long, ctypes.c_long, ctypes.c_long, _P, ctypes.c_long, ctypes.c_int,
+                             _P, ctypes.c_long, _P, ctypes.c_long, _P]
+    return lib, gemm
+
+
+def available() -> bool:
+    """Whether this process can run the C step at all."""
+    return library() is not None
+
+
+def applies(arch: dict, device: torch.device) -> bool:
+    """Whether members of `arch` train through the C step here."""
+    return (device.type == "cpu" and arch["activation"] in ACTIVATION_CODES and arch["loss_function"] == "bce"
+            and len(arch["hidden_layers"]) + 1 <= MAX_LAYERS and library() is not None)
+
+
+class NativeStep:
+    """The C step bound to one DenseStack's parameters, with its activation buffers (allocated once)."""
+
+    def __init__(self, dense, members: int, batch: int) -> None:
+        lib, gemm = library()
+        self.lib, self.members, self.batch = lib, members, batch
+        widths, n_layers = dense.widths, dense.n_layers
+        buffers = lambda: [torch.empty(members * n_out * batch) for n_out in widths[1:]]
+        self.z, self.h, self.d = buffers(), buffers(), buffers()
+        self.dz, self.dh = (torch.empty(members * max(widths) * batch) for _ in range(2))
+        self.pointers = [(ctypes.c_void_p * members)() for _ in range(3)]
+        self.offsets = (ctypes.c_long * max(n_layers - 1, 1))()
+        self.n_hidden = n_layers - 1
+        self.dense = dense  # its parameter views must outlive the pointers taken from them
+        weights, biases = [w for w, _, _ in dense.layers], [b for _, b, _ in dense.layers]
+        addresses = lambda tensors: (_P * n_layers)(*[t.data_ptr() for t in tensors])
+        self.net = ctypes.create_string_buffer(lib.net_size())
+        status = lib.net_init(self.net, _P(gemm), members, n_layers, (ctypes.c_int * (n_layers + 1))(*widths),
+                              ACTIVATION_CODES[dense.activation], ctypes.c_float(LEAKY_SLOPE),
+                              addresses(weights), addresses([w.grad for w in weights]),
+                              addresses(biases), addresses([b.grad for b in biases]),
+                              ctypes.c_long(biases[0].stride(0)),
+                              addresses(self.z), addresses(self.h), addresses(self.d),
+                              _P(self.dz.data_ptr()), _P(self.dh.data_ptr()), *self.pointers)
+        if status != 0:
+            raise ValueError(f"the C step takes at most {MAX_LAYERS} layers")
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, dropout, out: torch.Tensor) -> None:
+        """One step: gradients into the parameters' .grad views, logits into out [members, batch]."""
+        pool, pool_stride = None, 0
+        if dropout is not None and dropout.enabled:
+            offsets = self.offsets
+            for layer in range(self.n_hidden):  # one window per hidden layer, in order, as fused_mlp.py draws them
+                offsets[layer] = dropout.next_offset()
+            pool, pool_stride = dropout.pool.data_ptr(), dropout.pool.stride(0)
+        xs = x.stride()
+        self.lib.net_step(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), x.shape[1],
+                          out.data_ptr(), out.stride(0), pool, pool_stride, self.offsets)
+
+    def takes(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> bool:
+        """Whether these tensors have a layout the C step reads (else the torch operations run)."""
+        return (x.dtype == y.dtype == out.dtype == torch.float32 and x.shape[1] <= self.batch
+                and (x.stride(1) == 1 or x.stride(2) == 1) and y.stride(1) == 1 and out.stride(1) == 1)

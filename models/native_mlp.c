@@ -1,0 +1,200 @@
+/* One training step (forward and backward) of a fused MLP, for every member, in one call.
+
+   The same computation as models/fused_mlp.py's DenseStack.forward_cached and
+   backward_cached with the bce loss, in the same layout: activations are
+   [members, features, batch], weights [members, out, in] as torch.nn.Linear's.
+   The batched matmuls are MKL's cblas_sgemm_batch, the very routine torch's
+   own bmm calls on CPU (its address comes from torch's library); what this
+   file saves is the ~45 separate torch operations of a step, each a few
+   microseconds of dispatch, and the elementwise passes it merges. Built by
+   models/native.py with the system's C compiler; IEEE arithmetic (no
+   fast-math), so a NaN still spreads as it does in torch and marks the
+   member as diverged. */
+#include <math.h>
+#include <stddef.h>
+
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+enum { RELU = 0, LEAKY_RELU = 1, TANH = 2 };
+#define MAX_LAYERS 32
+
+typedef void (*gemm_batch_fn)(int layout, const int *transa, const int *transb, const int *m, const int *n,
+                              const int *k, const float *alpha, const float **a, const int *lda, const float **b,
+                              const int *ldb, const float *beta, float **c, const int *ldc, int groups,
+                              const int *group_sizes);
+
+typedef struct {
+    gemm_batch_fn gemm;
+    int members, layers, activation;
+    float slope;                                  /* leaky_relu's negative slope */
+    int width[MAX_LAYERS + 1];
+    float *w[MAX_LAYERS], *gw[MAX_LAYERS];        /* [members, out, in], contiguous */
+    float *b[MAX_LAYERS], *gb[MAX_LAYERS];        /* member e's bias: b[l] + e * bias_stride */
+    long bias_stride;
+    float *z[MAX_LAYERS], *h[MAX_LAYERS], *d[MAX_LAYERS];  /* [members, out, batch] each */
+    float *dz, *dh;                               /* [members, widest, batch] scratch */
+    const float **pa, **pb;                       /* per-member operand pointers for the batched gemm */
+    float **pc;
+} Net;
+
+size_t net_size(void) { return sizeof(Net); }
+
+int net_init(Net *net, void *gemm, int members, int layers, const int *width, int activation, float slope,
+             float **w, float **gw, float **b, float **gb, long bias_stride, float **z, float **h, float **d,
+             float *dz, float *dh, const float **pa, const float **pb, float **pc) {
+    if (layers < 1 || layers > MAX_LAYERS) return -1;
+    net->gemm = (gemm_batch_fn)gemm;
+    net->members = members;
+    net->layers = layers;
+    net->activation = activation;
+    net->slope = slope;
+    for (int l = 0; l <= layers; l++) net->width[l] = width[l];
+    for (int l = 0; l < layers; l++) {
+        net->w[l] = w[l]; net->gw[l] = gw[l]; net->b[l] = b[l]; net->gb[l] = gb[l];
+        net->z[l] = z[l]; net->h[l] = h[l]; net->d[l] = d[l];
+    }
+    net->bias_stride = bias_stride;
+    net->dz = dz; net->dh = dh;
+    net->pa = pa; net->pb = pb; net->pc = pc;
+    return 0;
+}
+
+/* C_e = op(A_e) op(B_e) + beta C_e for every member e, operands `stride` floats apart */
+static void gemm(const Net *net, int ta, int tb, int m, int n, int k, const float *a, int lda, long sa,
+                 const float *b, int ldb, long sb, float beta, float *c, int ldc, long sc) {
+    int members = net->members;
+    float alpha = 1.0f;
+    for (int e = 0; e < members; e++) {
+        net->pa[e] = a + e * sa;
+        net->pb[e] = b + e * sb;
+        net->pc[e] = c + e * sc;
+    }
+    net->gemm(ROW_MAJOR, &ta, &tb, &m, &n, &k, &alpha, net->pa, &lda, net->pb, &ldb, &beta, net->pc, &ldc,
+              1, &members);
+}
+
+/* 16 independent running sums the compiler keeps in one vector register */
+static float row_sum(const float *p, int n) {
+    float lane[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) lane[k] += p[i + k];
+    float s = 0.0f;
+    for (int k = 0; k < 16; k++) s += lane[k];
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+
+/* x: member e's feature f of batch row r at x[e * xs_e + f * xs_f + r * xs_r], with xs_f or xs_r equal to 1.
+   y: y[e * ys + r]; logits written to out[e * os + r].
+   pool: the dropout multipliers (NULL without dropout), member e's row at pool + e * pool_stride;
+   offsets[l]: where hidden layer l's window starts in every row this step. */
+void net_step(const Net *net, const float *x, long xs_e, long xs_f, long xs_r, const float *y, long ys, int batch,
+              float *out, long os, const float *pool, long pool_stride, const long *offsets) {
+    const int members = net->members, layers = net->layers, act = net->activation, B = batch;
+    const float slope = net->slope;
+    /* layer 0's input as a [features, batch] matrix per member */
+    const int x_trans = xs_r != 1;              /* rows are the contiguous dimension: x holds [batch, features] */
+    const int x_ld = (int)(x_trans ? xs_r : xs_f);
+
+    for (int l = 0; l < layers; l++) {
+        const int in = net->width[l], n_out = net->width[l + 1];
+        float *z = net->z[l];
+        for (int e = 0; e < members; e++) {
+            const float *bias = net->b[l] + e * net->bias_stride;
+            for (int o = 0; o < n_out; o++) {
+                float *row = z + ((long)e * n_out + o) * B;
+                const float v = bias[o];
+                for (int r = 0; r < B; r++) row[r] = v;
+            }
+        }
+        if (l == 0)
+            gemm(net, NO_TRANS, x_trans ? TRANS : NO_TRANS, n_out, B, in, net->w[0], in, (long)n_out * in,
+                 x, x_ld, xs_e, 1.0f, z, B, (long)n_out * B);
+        else
+            gemm(net, NO_TRANS, NO_TRANS, n_out, B, in, net->w[l], in, (long)n_out * in,
+                 net->h[l - 1], B, (long)in * B, 1.0f, z, B, (long)n_out * B);
+        if (l == layers - 1) break;
+        float *h = net->h[l], *d = net->d[l];
+        const long size = (long)n_out * B;
+        for (int e = 0; e < members; e++) {
+            const float *ze = z + e * size;
+            float *he = h + e * size, *de = d + e * size;
+            if (pool == NULL) {
+                if (act == TANH) for (long i = 0; i < size; i++) he[i] = tanhf(ze[i]);
+                else if (act == RELU) for (long i = 0; i < size; i++) he[i] = ze[i] <= 0.0f ? 0.0f : ze[i];  /* NaN stays NaN */
+                else for (long i = 0; i < size; i++) he[i] = ze[i] > 0.0f ? ze[i] : ze[i] * slope;
+                continue;
+            }
+            const float *m = pool + e * pool_stride + offsets[l];
+            if (act == TANH) {          /* d keeps tanh(z); h = tanh(z) * mask */
+                for (long i = 0; i < size; i++) { const float a = tanhf(ze[i]); de[i] = a; he[i] = a * m[i]; }
+            } else {                    /* the mask folded into the slope (fused_mlp.py's MASKED_SLOPE) */
+                const float low = act == RELU ? 0.0f : slope;
+                for (long i = 0; i < size; i++) {
+                    const float s = act == RELU ? (ze[i] <= 0.0f ? 0.0f : m[i]) : (ze[i] > 0.0f ? m[i] : m[i] * low);
+                    de[i] = s;
+                    he[i] = ze[i] * s;
+                }
+            }
+        }
+    }
+
+    /* logits, and d(sum of members' mean bce)/d(logits) = (sigmoid - y) / batch */
+    const float *logits = net->z[layers - 1];
+    float *dz = net->dz;
+    for (int e = 0; e < members; e++)
+        for (int r = 0; r < B; r++) {
+            const float v = logits[(long)e * B + r];
+            out[e * os + r] = v;
+            dz[(long)e * B + r] = (1.0f / (1.0f + expf(-v)) - y[e * ys + r]) / (float)B;
+        }
+
+    for (int l = layers - 1; l >= 0; l--) {
+        const int in = net->width[l], n_out = net->width[l + 1];
+        for (int e = 0; e < members; e++) {
+            float *gb = net->gb[l] + e * net->bias_stride;
+            for (int o = 0; o < n_out; o++) gb[o] = row_sum(dz + ((long)e * n_out + o) * B, B);
+        }
+        if (l == 0) {
+            gemm(net, NO_TRANS, x_trans ? NO_TRANS : TRANS, n_out, in, B, dz, B, (long)n_out * B,
+                 x, x_ld, xs_e, 0.0f, net->gw[0], in, (long)n_out * in);
+            break;  /* the inputs need no gradient */
+        }
+        gemm(net, NO_TRANS, TRANS, n_out, in, B, dz, B, (long)n_out * B, net->h[l - 1], B, (long)in * B,
+             0.0f, net->gw[l], in, (long)n_out * in);
+        float *dh = net->dh;
+        if (n_out == 1) {               /* an outer product, as fused_mlp.py computes it */
+            for (int e = 0; e < members; e++) {
+                const float *we = net->w[l] + (long)e * in, *dze = dz + (long)e * B;
+                float *dhe = dh + (long)e * in * B;
+                for (int i = 0; i < in; i++)
+                    for (int r = 0; r < B; r++) dhe[(long)i * B + r] = we[i] * dze[r];
+            }
+        } else {
+            gemm(net, TRANS, NO_TRANS, in, B, n_out, net->w[l], in, (long)n_out * in, dz, B, (long)n_out * B,
+                 0.0f, dh, B, (long)in * B);
+        }
+        /* through the activation (and mask) of hidden layer l - 1 */
+        const long size = (long)members * in * B;
+        const float *zp = net->z[l - 1], *hp = net->h[l - 1], *dp = net->d[l - 1];
+        if (pool != NULL && act != TANH) {
+            for (long i = 0; i < size; i++) dz[i] = dh[i] * dp[i];
+        } else if (pool != NULL) {      /* tanh with dropout: mask, then tanh's derivative at d = tanh(z) */
+            const long per_member = (long)in * B;
+            for (int e = 0; e < members; e++) {
+                const float *m = pool + e * pool_stride + offsets[l - 1];
+                for (long i = 0; i < per_member; i++) {
+                    const long k = e * per_member + i;
+                    const float g = dh[k] * m[i];
+                    dz[k] = g * (1.0f - dp[k] * dp[k]);
+                }
+            }
+        } else if (act == TANH) {
+            for (long i = 0; i < size; i++) dz[i] = dh[i] * (1.0f - hp[i] * hp[i]);
+        } else if (act == RELU) {
+            for (long i = 0; i < size; i++) dz[i] = hp[i] <= 0.0f ? 0.0f : dh[i];
+        } else {
+            for (long i = 0; i < size; i++) dz[i] = zp[i] > 0.0f ? dh[i] : dh[i] * slope;
+        }
+    }
+}

@@ -1,0 +1,130 @@
+"""The C training step (models/native.py) computes what the torch operations compute, and is used where it applies.
+
+tests/test_fused.py runs its faithfulness tests (against autograd,
+torch.optim and nn.Sequential) through both step implementations; these
+tests compare the two directly and check when each one runs.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import cbuild
+from fused_optim import group_key
+from models import native
+from settings import HYPERPARAMETER_DEFAULTS
+from training import predict, train_members
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def c_step():
+    if native.library() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI machines have gcc and torch's MKL; the C step must build there")
+        pytest.skip("the C step does not apply here (no C compiler, or a torch without MKL)")
+
+
+def members_of(arch: dict, dropouts=(0.0, 0.3, 0.2, 0.0)) -> list[dict]:
+    """Four members that differ in seed, dropout, optimizer and learning rate, sorted as train_task sorts them."""
+    members = [{"seed": seed, "params": {**arch, "dropout": dropout, "optimizer": optimizer, "learning_rate": lr}}
+               for seed, dropout, optimizer, lr in zip([1, 2, 3, 4], dropouts, ["adam", "rmsprop", "adam", "sgd"],
+                                                       [1e-2, 3e-3, 5e-3, 1e-2])]
+    return sorted(members, key=lambda m: group_key(m["params"]))
+
+
+def data(rows: int = 88, features: int = 7):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(rows, features, generator=g)
+    return x, ((x[:, 0] - x[:, 1] + 0.5 * torch.randn(rows, generator=g)) > 0.2).to(torch.int8)
+
+
+def train_both_ways(arch, members, x, y, monkeypatch):
+    with_c = train_members(arch, members, x, y, CPU)
+    with monkeypatch.context() as patch:
+        patch.setattr(native, "applies", lambda arch, device: False)
+        with_torch = train_members(arch, members, x, y, CPU)
+    return with_c, with_torch
+
+
+@pytest.mark.parametrize("dropouts", [(0.0, 0.3, 0.2, 0.0), (0.0,) * 4], ids=["dropout", "no dropout"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh"])
+def test_c_step_trains_as_the_torch_operations_do(activation, dropouts, c_step, monkeypatch):
+    """Three epochs of 88 rows in batches of 16 (each epoch ends on a short batch)."""
+    arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2, 3, 0.5], "activation": activation, "batch_size": 16,
+            "max_epochs": 3}
+    x, y = data()
+    (fast, fast_loss, fast_diverged, _), (slow, slow_loss, slow_diverged, _) = train_both_ways(
+        arch, members_of(arch, dropouts), x, y, monkeypatch)
+    assert fast.native is not None and slow.native is None  # each way really ran
+    torch.testing.assert_close(fast.params.rows(), slow.params.rows(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.as_tensor(fast_loss), torch.as_tensor(slow_loss), rtol=1e-5, atol=1e-6)
+    assert fast_diverged.tolist() == slow_diverged.tolist() == [False] * 4
+    assert torch.equal(predict(fast, x, 0.5), predict(slow, x, 0.5))
+
+
+def test_c_step_takes_rows_in_either_layout(c_step):
+    """train_members passes feature-major gathers; a [members, batch, features] tensor as it lies works too."""
+    arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2, 1], "batch_size": 8}
+    from models import build_model
+    from models.components import LOSSES
+    from training import member_generator
+    models = [build_model(arch, [arch] * 3, 5, [member_generator(s, "init") for s in range(3)], CPU) for _ in range(2)]
+    x = torch.randn(3, 8, 5)
+    y = (torch.rand(3, 8) > 0.5).float()
+    first = models[0].train_step(x, y, None, LOSSES["bce"])
+    second = models[1].train_step(x.transpose(1, 2).contiguous().transpose(1, 2), y, None, LOSSES["bce"])
+    assert models[0].native is not None and models[1].native is not None
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(models[0].params.grad_rows(), models[1].params.grad_rows())
+
+
+@pytest.mark.parametrize("change", [{"activation": "gelu"}, {"loss_function": "mse"}, {"activation": "prelu"}])
+def test_settings_the_c_step_lacks_train_through_torch(change, c_step):
+    arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2], "batch_size": 16, "max_epochs": 1, **change}
+    x, y = data()
+    model, losses, _, _ = train_members(arch, members_of(arch), x, y, CPU)
+    assert model.native is None
+    assert torch.isfinite(torch.as_tensor(losses)).all()
+
+
+def test_opt_out_trains_through_torch(c_step, monkeypatch):
+    monkeypatch.setenv(native.OPT_OUT, "0")
+    native.library.cache_clear()
+    try:
+        arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2], "batch_size": 16, "max_epochs": 1}
+        model, _, _, _ = train_members(arch, members_of(arch), *data(), CPU)
+        assert model.native is None
+    finally:
+        monkeypatch.delenv(native.OPT_OUT)
+        native.library.cache_clear()
+
+
+def test_workers_run_the_c_step(c_step):
+    """A worker started as search.py starts them builds (or finds) the library and can run it."""
+    script = ("import worker; from models import native; worker.warm_up(); pool = worker.start_workers(1); "
+              "print(pool.submit(native.available).result()); worker.stop_workers(wait=True)")
+    env = {k: v for k, v in os.environ.items() if k != native.OPT_OUT}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
+
+
+def test_library_is_built_once_per_source_and_cpu(tmp_path):
+    if not any(map(__import__("shutil").which, ("cc", "gcc"))):
+        pytest.skip("no C compiler")
+    source = "int answer(void) { return 42; }\n"
+    library = cbuild.build("answer", source, ["-O2"], tmp_path, for_this_cpu=True)
+    assert library.parent == tmp_path and library.name.startswith("answer_")
+    assert cbuild.build("answer", source, ["-O2"], tmp_path, for_this_cpu=True) == library  # reused
+    assert cbuild.build("answer", source.replace("42", "43"), ["-O2"], tmp_path) != library  # another source
+    assert [p for p in tmp_path.iterdir() if not p.name.endswith(".so")] == []  # no scratch files left behind
+    import ctypes
+    assert ctypes.CDLL(str(library)).answer() == 42
