@@ -69,7 +69,7 @@ def library() -> tuple[ctypes.CDLL, int] | None:
     lib.net_init.restype = ctypes.c_int
     lib.net_step.restype = None
     lib.net_step.argtypes = [_P, _P, ctypes.c_long, ctypes.c_long, ctypes.c_long, _P, ctypes.c_long, ctypes.c_int,
-                             _P, ctypes.c_long, _P, ctypes.c_long, _P]
+                             _P, ctypes.c_long, _P, ctypes.c_long, _P, _P]
     return lib, gemm
 
 
@@ -113,15 +113,15 @@ class NativeStep:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, dropout, out: torch.Tensor) -> None:
         """One step: gradients into the parameters' .grad views, logits into out [members, batch]."""
-        pool, pool_stride = None, 0
+        keep, keep_stride, scale = None, 0, None
         if dropout is not None and dropout.enabled:
             offsets = self.offsets
             for layer in range(self.n_hidden):  # one window per hidden layer, in order, as fused_mlp.py draws them
                 offsets[layer] = dropout.next_offset()
-            pool, pool_stride = dropout.pool.data_ptr(), dropout.pool.stride(0)
+            keep, keep_stride, scale = dropout.keep.data_ptr(), dropout.keep.stride(0), dropout.scale.data_ptr()
         xs = x.stride()
         self.lib.net_step(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), x.shape[1],
-                          out.data_ptr(), out.stride(0), pool, pool_stride, self.offsets)
+                          out.data_ptr(), out.stride(0), keep, keep_stride, scale, self.offsets)
 
     def takes(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> bool:
         """Whether these tensors have a layout the C step reads (else the torch operations run)."""

@@ -86,10 +86,12 @@ static float row_sum(const float *p, int n) {
 
 /* x: member e's feature f of batch row r at x[e * xs_e + f * xs_f + r * xs_r], with xs_f or xs_r equal to 1.
    y: y[e * ys + r]; logits written to out[e * os + r].
-   pool: the dropout multipliers (NULL without dropout), member e's row at pool + e * pool_stride;
+   keep: the dropout pool (models/dropout.py; NULL without dropout), whether member e keeps unit i at
+   keep[e * keep_stride + i], and scale[e] its multiplier for a kept unit (0 for the others);
    offsets[l]: where hidden layer l's window starts in every row this step. */
 void net_step(const Net *net, const float *x, long xs_e, long xs_f, long xs_r, const float *y, long ys, int batch,
-              float *out, long os, const float *pool, long pool_stride, const long *offsets) {
+              float *out, long os, const unsigned char *keep, long keep_stride, const float *scale,
+              const long *offsets) {
     const int members = net->members, layers = net->layers, act = net->activation, B = batch;
     const float slope = net->slope;
     /* layer 0's input as a [features, batch] matrix per member */
@@ -119,19 +121,24 @@ void net_step(const Net *net, const float *x, long xs_e, long xs_f, long xs_r, c
         for (int e = 0; e < members; e++) {
             const float *ze = z + e * size;
             float *he = h + e * size, *de = d + e * size;
-            if (pool == NULL) {
+            if (keep == NULL) {
                 if (act == TANH) for (long i = 0; i < size; i++) he[i] = tanhf(ze[i]);
                 else if (act == RELU) for (long i = 0; i < size; i++) he[i] = ze[i] <= 0.0f ? 0.0f : ze[i];  /* NaN stays NaN */
                 else for (long i = 0; i < size; i++) he[i] = ze[i] > 0.0f ? ze[i] : ze[i] * slope;
                 continue;
             }
-            const float *m = pool + e * pool_stride + offsets[l];
+            const unsigned char *k = keep + e * keep_stride + offsets[l];
+            const float kept = scale[e];
             if (act == TANH) {          /* d keeps tanh(z); h = tanh(z) * mask */
-                for (long i = 0; i < size; i++) { const float a = tanhf(ze[i]); de[i] = a; he[i] = a * m[i]; }
-            } else {                    /* the mask folded into the slope (fused_mlp.py's MASKED_SLOPE) */
-                const float low = act == RELU ? 0.0f : slope;
                 for (long i = 0; i < size; i++) {
-                    const float s = act == RELU ? (ze[i] <= 0.0f ? 0.0f : m[i]) : (ze[i] > 0.0f ? m[i] : m[i] * low);
+                    const float a = tanhf(ze[i]);
+                    de[i] = a;
+                    he[i] = a * (k[i] ? kept : 0.0f);
+                }
+            } else {                    /* the mask folded into the slope (fused_mlp.py's MASKED_SLOPE) */
+                for (long i = 0; i < size; i++) {
+                    const float m = k[i] ? kept : 0.0f;
+                    const float s = act == RELU ? (ze[i] <= 0.0f ? 0.0f : m) : (ze[i] > 0.0f ? m : m * slope);
                     de[i] = s;
                     he[i] = ze[i] * s;
                 }
@@ -177,16 +184,17 @@ void net_step(const Net *net, const float *x, long xs_e, long xs_f, long xs_r, c
         /* through the activation (and mask) of hidden layer l - 1 */
         const long size = (long)members * in * B;
         const float *zp = net->z[l - 1], *hp = net->h[l - 1], *dp = net->d[l - 1];
-        if (pool != NULL && act != TANH) {
+        if (keep != NULL && act != TANH) {
             for (long i = 0; i < size; i++) dz[i] = dh[i] * dp[i];
-        } else if (pool != NULL) {      /* tanh with dropout: mask, then tanh's derivative at d = tanh(z) */
+        } else if (keep != NULL) {      /* tanh with dropout: mask, then tanh's derivative at d = tanh(z) */
             const long per_member = (long)in * B;
             for (int e = 0; e < members; e++) {
-                const float *m = pool + e * pool_stride + offsets[l - 1];
+                const unsigned char *k = keep + e * keep_stride + offsets[l - 1];
+                const float kept = scale[e];
                 for (long i = 0; i < per_member; i++) {
-                    const long k = e * per_member + i;
-                    const float g = dh[k] * m[i];
-                    dz[k] = g * (1.0f - dp[k] * dp[k]);
+                    const long j = e * per_member + i;
+                    const float g = dh[j] * (k[i] ? kept : 0.0f);
+                    dz[j] = g * (1.0f - dp[j] * dp[j]);
                 }
             }
         } else if (act == TANH) {
