@@ -135,6 +135,9 @@ class _Kernel:
                weight_decay=self.l2, eps=ADAM_EPS, amsgrad=False, maximize=False)
 
 
+# the constants of the C step's rules (models/native.c's optim_step), in its order
+NATIVE_CONSTANTS = (BETAS[0], BETAS[1], ADAM_EPS, RMSPROP_ALPHA, RMSPROP_EPS, SGD_MOMENTUM, ADAGRAD_EPS)
+
 # torch ships fused CPU kernels for these; the others use the row-wise rules above
 KERNELS = {kind for kind, name in [("adam", "_fused_adam_"), ("adamw", "_fused_adamw_"), ("rmsprop", "_fused_adam_"),
                                     ("sgd", "_fused_sgd_"), ("adagrad", "_fused_adagrad_")]
@@ -156,7 +159,7 @@ class FusedOptimizer:
     grad_blocks: [members, n] each, one row per member), or a single such matrix.
     """
 
-    def __init__(self, data, grad, members: list[dict], use_kernels: bool = True) -> None:
+    def __init__(self, data, grad, members: list[dict], use_kernels: bool = True, use_native: bool = True) -> None:
         if isinstance(data, torch.Tensor):
             data, grad = [data], [grad]
         self.data, self.grad = data, grad
@@ -164,11 +167,19 @@ class FusedOptimizer:
         if any(m["l1_regularization"] for m in members):
             self.l1 = torch.tensor([[float(m["l1_regularization"])] for m in members], device=data[0].device)
         key = group_key if use_kernels else (lambda m: (m["optimizer"],))
+        keys = [key(m) for m in members]
+        if keys != sorted(keys, key=lambda k: keys.index(k)):
+            raise ValueError("members must be sorted by fused_optim.group_key")
+        from models import native
+        if use_kernels and use_native and native.optimizer_applies(data + grad, members):
+            # every row's rule in one C call (models/native.py): no torch call per block and group
+            self.groups = [native.NativeOptimizer(data, grad, members, NATIVE_CONSTANTS)]
+            return
         self.groups = []
         start = 0
         while start < len(members):
             stop = start + 1
-            while stop < len(members) and key(members[stop]) == key(members[start]):
+            while stop < len(members) and keys[stop] == keys[start]:
                 stop += 1
             kind, rows = members[start]["optimizer"], slice(start, stop)
             if use_kernels and kind in KERNELS:
@@ -178,9 +189,6 @@ class FusedOptimizer:
             else:
                 self.groups.append(_Rows(kind, [d[rows] for d in data], [g[rows] for g in grad], members[rows]))
             start = stop
-        keys = [key(members[g]) for g in range(len(members))]
-        if keys != sorted(keys, key=lambda k: keys.index(k)):
-            raise ValueError("members must be sorted by fused_optim.group_key")
 
     @torch.no_grad()
     def step(self) -> None:

@@ -9,7 +9,7 @@ own seed and the step number, never on which other members it was fused
 with, so fused and alone training stay identical.
 
 The pool is kept as one byte per unit (kept or not) and a multiplier per
-member: the C training step (models/native_mlp.c) reads those, a quarter of
+member: the C training step (models/native.c) reads those, a quarter of
 the memory of float multipliers. At 24 members the float pool is 12.6 MB, more
 than a core's share of cache, and reading its windows made a dropout step
 ~40% slower than one without. The float pool, which the torch operations

@@ -1,4 +1,4 @@
-"""The fused MLP's training step as one call into a small C library (models/native_mlp.c).
+"""The fused MLP's training step as one call into a small C library (models/native.c).
 
 Why: a fused step of the reference sweep's MLP is ~45 torch operations on
 small tensors, each costing a few microseconds of dispatch on top of its
@@ -30,9 +30,9 @@ import torch
 
 import cbuild
 
-SOURCE = Path(__file__).with_name("native_mlp.c")
+SOURCE = Path(__file__).with_name("native.c")
 OPT_OUT = "SWEEP_NATIVE"
-ACTIVATION_CODES = {"relu": 0, "leaky_relu": 1, "tanh": 2}  # as native_mlp.c numbers them
+ACTIVATION_CODES = {"relu": 0, "leaky_relu": 1, "tanh": 2}  # as native.c numbers them
 LEAKY_SLOPE = 0.01  # F.leaky_relu's default, as fused_mlp.py uses it
 MAX_LAYERS = 32
 _P = ctypes.c_void_p
@@ -58,7 +58,7 @@ def library() -> tuple[ctypes.CDLL, int] | None:
     if gemm is None:
         return None
     try:
-        path = cbuild.build("native_mlp", SOURCE.read_text(), ["-O3", "-march=native", "-lm"], for_this_cpu=True)
+        path = cbuild.build("native_mlp", SOURCE.read_text(), ["-O3", "-march=native", "-fno-math-errno", "-lm"], for_this_cpu=True)
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as err:
         print(f"note: building the fused MLP's C training step failed ({err}); training runs through torch "
@@ -70,6 +70,9 @@ def library() -> tuple[ctypes.CDLL, int] | None:
     lib.net_step.restype = None
     lib.net_step.argtypes = [_P, _P, ctypes.c_long, ctypes.c_long, ctypes.c_long, _P, ctypes.c_long, ctypes.c_int,
                              _P, ctypes.c_long, _P, ctypes.c_long, _P, _P]
+    lib.optim_step.restype = None
+    lib.optim_step.argtypes = [ctypes.c_int, ctypes.c_int, _P, _P, _P, _P, _P, _P, ctypes.c_long,
+                               *[ctypes.c_float] * 7]
     return lib, gemm
 
 
@@ -82,6 +85,41 @@ def applies(arch: dict, device: torch.device) -> bool:
     """Whether members of `arch` train through the C step here."""
     return (device.type == "cpu" and arch["activation"] in ACTIVATION_CODES and arch["loss_function"] == "bce"
             and len(arch["hidden_layers"]) + 1 <= MAX_LAYERS and library() is not None)
+
+
+class _Rule(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int), ("lr", ctypes.c_float), ("l2", ctypes.c_float)]
+
+
+OPTIMIZER_CODES = {"adam": 0, "adamw": 1, "rmsprop": 2, "sgd": 3, "adagrad": 4}  # as native.c numbers them
+
+
+def optimizer_applies(blocks: list[torch.Tensor], members: list[dict]) -> bool:
+    """Whether the C optimizer step can update these [members, n] blocks with these members' rules."""
+    return (all(m["optimizer"] in OPTIMIZER_CODES for m in members) and library() is not None
+            and all(b.device.type == "cpu" and b.dtype == torch.float32 and b.is_contiguous() for b in blocks))
+
+
+class NativeOptimizer:
+    """Every member's update (fused_optim.py's rules) in one C call: no torch call per block and group."""
+
+    def __init__(self, data: list[torch.Tensor], grad: list[torch.Tensor], members: list[dict], constants) -> None:
+        self.lib = library()[0]
+        self.data, self.grad = data, grad  # kept: the C side holds their addresses
+        self.a = [torch.zeros_like(p) for p in data]
+        self.v = [torch.zeros_like(p) for p in data]
+        addresses = lambda tensors: (_P * len(tensors))(*[t.data_ptr() for t in tensors])
+        self.arrays = [addresses(t) for t in (data, grad, self.a, self.v)]
+        self.widths = (ctypes.c_long * len(data))(*[p.shape[1] for p in data])
+        self.rules = (_Rule * len(members))(*[_Rule(OPTIMIZER_CODES[m["optimizer"]], float(m["learning_rate"]),
+                                                    float(m["l2_regularization"])) for m in members])
+        self.members, self.constants = len(members), [float(c) for c in constants]
+        self.count = 0
+
+    def step(self) -> None:
+        self.count += 1
+        self.lib.optim_step(self.members, len(self.data), self.widths, *self.arrays, self.rules, self.count,
+                            *self.constants)
 
 
 class NativeStep:

@@ -52,16 +52,35 @@ TORCH_OPTIMIZERS = {
 }
 
 
-@pytest.mark.parametrize("use_kernels", [True, False])
+# the optimizer's three implementations: the C rules (models/native.py), torch's fused kernels, the row-wise rules
+OPTIMIZER_PATHS = {"C rules": {}, "torch kernels": {"use_native": False}, "rows": {"use_kernels": False}}
+
+
+def optimizer_path_or_skip(path: str) -> dict:
+    if path == "C rules" and not native.available():
+        if os.environ.get("CI"):
+            pytest.fail("CI machines have gcc and torch's MKL; the C step must build there")
+        pytest.skip("the C step does not apply here (no C compiler, or a torch without MKL)")
+    return OPTIMIZER_PATHS[path]
+
+
+def expected_group_type(kind: str, path: str) -> str:
+    if path == "C rules" and kind in native.OPTIMIZER_CODES:
+        return "NativeOptimizer"
+    return "_Kernel" if path != "rows" and kind in KERNELS else "_Rows"
+
+
+@pytest.mark.parametrize("path", OPTIMIZER_PATHS)
 @pytest.mark.parametrize("kind", OPTIMIZERS)
-def test_each_row_follows_torch_optim(kind, use_kernels):
+def test_each_row_follows_torch_optim(kind, path):
+    options = optimizer_path_or_skip(path)
     members = [hp(optimizer=kind, learning_rate=lr, l2_regularization=l2)
                for lr, l2 in [(1e-2, 0.0), (3e-3, 0.0), (1e-2, 0.05)]]
     members.sort(key=group_key)
     g = torch.Generator().manual_seed(1)
     data = torch.randn(len(members), 40, generator=g)
     grad = torch.zeros_like(data)
-    fused = FusedOptimizer(data, grad, members, use_kernels=use_kernels)
+    fused = FusedOptimizer(data, grad, members, **options)
     references = []
     for row, m in enumerate(members):
         p = data[row].clone().requires_grad_()
@@ -74,13 +93,35 @@ def test_each_row_follows_torch_optim(kind, use_kernels):
         fused.step()
     for row, (p, _) in enumerate(references):
         torch.testing.assert_close(data[row], p.detach(), rtol=1e-5, atol=1e-6)
-    assert use_kernels is False or kind not in KERNELS or any(type(gr).__name__ == "_Kernel" for gr in fused.groups)
+    assert {type(group).__name__ for group in fused.groups} == {expected_group_type(kind, path)}
 
 
-@pytest.mark.parametrize("use_kernels", [True, False])
+def test_c_rules_update_members_of_different_optimizers_in_one_call():
+    """One task's members may each use another optimizer; the C rules take them all at once."""
+    optimizer_path_or_skip("C rules")
+    kinds = sorted(native.OPTIMIZER_CODES)
+    members = sorted([hp(optimizer=kind, learning_rate=1e-2, l2_regularization=0.01 * (i % 2))
+                      for i, kind in enumerate(kinds)], key=group_key)
+    g = torch.Generator().manual_seed(4)
+    data = torch.randn(len(members), 30, generator=g)
+    grad = torch.zeros_like(data)
+    fused = FusedOptimizer(data, grad, members)
+    assert [type(group).__name__ for group in fused.groups] == ["NativeOptimizer"]
+    references = [data.clone(), torch.zeros_like(data)]
+    per_row = FusedOptimizer(*references, members, use_native=False)
+    for _ in range(15):
+        grad.copy_(torch.randn(data.shape, generator=g))
+        references[1].copy_(grad)
+        fused.step()
+        per_row.step()
+    torch.testing.assert_close(data, references[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("path", OPTIMIZER_PATHS)
 @pytest.mark.parametrize("kind", OPTIMIZERS)
-def test_parameter_blocks_update_as_one_matrix(kind, use_kernels):
+def test_parameter_blocks_update_as_one_matrix(kind, path):
     """A model's parameters come in several blocks (models/flat.py); split or whole, each row moves the same."""
+    options = optimizer_path_or_skip(path)
     members = sorted([hp(optimizer=kind, learning_rate=lr, l1_regularization=l1, l2_regularization=l2)
                       for lr, l1, l2 in [(1e-2, 0.0, 0.0), (3e-3, 0.01, 0.0), (1e-2, 0.0, 0.05)]], key=group_key)
     g = torch.Generator().manual_seed(2)
@@ -88,8 +129,8 @@ def test_parameter_blocks_update_as_one_matrix(kind, use_kernels):
     whole_grad = torch.zeros_like(whole)
     blocks = [whole[:, :25].clone(), whole[:, 25:].clone()]
     block_grads = [torch.zeros_like(b) for b in blocks]
-    one, split = (FusedOptimizer(whole, whole_grad, members, use_kernels=use_kernels),
-                  FusedOptimizer(blocks, block_grads, members, use_kernels=use_kernels))
+    one, split = (FusedOptimizer(whole, whole_grad, members, **options),
+                  FusedOptimizer(blocks, block_grads, members, **options))
     for _ in range(10):
         whole_grad.copy_(torch.randn(whole.shape, generator=g))
         block_grads[0].copy_(whole_grad[:, :25])

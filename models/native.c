@@ -1,7 +1,8 @@
-/* One training step (forward and backward) of a fused MLP, for every member, in one call.
+/* The C side of models/native.py: one training step (forward and backward) of a fused MLP for every
+   member in one call, and one optimizer step for every member's parameters in one call.
 
-   The same computation as models/fused_mlp.py's DenseStack.forward_cached and
-   backward_cached with the bce loss, in the same layout: activations are
+   The MLP step computes what models/fused_mlp.py's DenseStack.forward_cached and
+   backward_cached compute with the bce loss, in the same layout: activations are
    [members, features, batch], weights [members, out, in] as torch.nn.Linear's.
    The batched matmuls are MKL's cblas_sgemm_batch, the very routine torch's
    own bmm calls on CPU (its address comes from torch's library); what this
@@ -203,6 +204,75 @@ void net_step(const Net *net, const float *x, long xs_e, long xs_f, long xs_r, c
             for (long i = 0; i < size; i++) dz[i] = hp[i] <= 0.0f ? 0.0f : dh[i];
         } else {
             for (long i = 0; i < size; i++) dz[i] = zp[i] > 0.0f ? dh[i] : dh[i] * slope;
+        }
+    }
+}
+
+
+/* ------------------------------------------------------------------ optimizer
+   One update of every member's parameters, each with its own rule, learning rate and weight decay:
+   fused_optim.py's update rules (torch.optim's), in one pass over each parameter block instead of a
+   torch kernel call per block and group of equal hyperparameters (~40 calls a step at 8 groups). */
+enum { ADAM = 0, ADAMW = 1, RMSPROP = 2, SGD = 3, ADAGRAD = 4 };
+
+typedef struct {
+    int kind;
+    float lr, l2;
+} Rule;
+
+/* block k: p[k], g[k], a[k] (first moment, momentum or squared-gradient sum), v[k] (second moment),
+   each [members, width[k]], rows contiguous; step counts from 1. */
+void optim_step(int members, int blocks, const long *width, float **p, float **g, float **a, float **v,
+                const Rule *rules, long step, float beta1, float beta2, float adam_eps, float rmsprop_alpha,
+                float rmsprop_eps, float momentum, float adagrad_eps) {
+    const double correction1 = 1.0 - pow(beta1, (double)step), correction2 = 1.0 - pow(beta2, (double)step);
+    const float correction2_sqrt = (float)sqrt(correction2);
+    for (int k = 0; k < blocks; k++) {
+        const long n = width[k];
+        for (int e = 0; e < members; e++) {
+            float *pe = p[k] + e * n, *ge = g[k] + e * n, *ae = a[k] + e * n, *ve = v[k] + e * n;
+            const float lr = rules[e].lr, l2 = rules[e].l2;
+            switch (rules[e].kind) {
+            case ADAM:
+            case ADAMW: {
+                const float step_size = (float)(lr / correction1);
+                const float decay = rules[e].kind == ADAMW ? 1.0f - lr * l2 : 1.0f;
+                const float coupled = rules[e].kind == ADAM ? l2 : 0.0f;
+                for (long i = 0; i < n; i++) {
+                    const float grad = ge[i] + coupled * pe[i];
+                    const float m = ae[i] + (1.0f - beta1) * (grad - ae[i]);
+                    const float s = beta2 * ve[i] + (1.0f - beta2) * grad * grad;
+                    ae[i] = m;
+                    ve[i] = s;
+                    pe[i] = pe[i] * decay - step_size * m / (sqrtf(s) / correction2_sqrt + adam_eps);
+                }
+                break;
+            }
+            case RMSPROP:
+                for (long i = 0; i < n; i++) {
+                    const float grad = ge[i] + l2 * pe[i];
+                    const float s = rmsprop_alpha * ae[i] + (1.0f - rmsprop_alpha) * grad * grad;
+                    ae[i] = s;
+                    pe[i] -= lr * grad / (sqrtf(s) + rmsprop_eps);
+                }
+                break;
+            case SGD:
+                for (long i = 0; i < n; i++) {
+                    const float grad = ge[i] + l2 * pe[i];
+                    const float buf = step == 1 ? grad : momentum * ae[i] + grad;
+                    ae[i] = buf;
+                    pe[i] -= lr * buf;
+                }
+                break;
+            case ADAGRAD:
+                for (long i = 0; i < n; i++) {
+                    const float grad = ge[i] + l2 * pe[i];
+                    const float sum = ae[i] + grad * grad;
+                    ae[i] = sum;
+                    pe[i] -= lr * grad / (sqrtf(sum) + adagrad_eps);
+                }
+                break;
+            }
         }
     }
 }
