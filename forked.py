@@ -26,19 +26,37 @@ CHILD_TIMEOUT_S = 120.0
 def run_split(jobs: list[Callable[[], None]]) -> None:
     """Run every job once: the second half in a forked copy when that is safe, the rest here."""
     split = len(jobs) // 2
-    child = _start_copy(jobs[split:]) if split and _fork_is_safe() else None
-    if child is None:
-        split = len(jobs)
-    for job in jobs[:split]:
-        job()
-    if child is None:
-        return
-    child.join(CHILD_TIMEOUT_S)
-    if child.exitcode != 0:  # failed, killed or still running: do its share here
-        child.kill()
-        child.join()
-        for job in jobs[split:]:
+    start_split(jobs[:split], jobs[split:]).finish()
+
+
+def start_split(here: list[Callable[[], None]], there: list[Callable[[], None]]) -> "Split":
+    """Start `there` in a forked copy when that is safe; `here` (and `there`, if no copy) run at finish().
+
+    Between the two calls this process is free for other work while the copy
+    runs its jobs, e.g. the sweep's permutation test while the copy draws.
+    """
+    child = _start_copy(there) if here and there and _fork_is_safe() else None
+    return Split(here, there, child)
+
+
+class Split:
+    def __init__(self, here, there, child) -> None:
+        self.here, self.there, self.child = here, there, child
+
+    def finish(self) -> None:
+        """Run this process's jobs, then wait for the copy (and run its jobs here if it failed)."""
+        for job in self.here:
             job()
+        if self.child is None:
+            for job in self.there:
+                job()
+            return
+        self.child.join(CHILD_TIMEOUT_S)
+        if self.child.exitcode != 0:  # failed, killed or still running: do its share here
+            self.child.kill()
+            self.child.join()
+            for job in self.there:
+                job()
 
 
 def _fork_is_safe(grace_s: float = 0.2) -> bool:

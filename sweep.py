@@ -387,6 +387,11 @@ class Sweep:
         print(f"Best combination {on}: {best['combination']} ({varying}): p-value {best['p_value']:.4g}, precision "
               f"{best['precision']:.3f} vs positive rate {best['positive_rate']:.3f} "
               f"(median of {int(best['reruns'])} reruns)")
+        from report import start_report
+        from results import read_reruns
+        preload.wait()  # its warm-up figure must not be drawn at the same time as the report's
+        # two plots are drawn in a forked copy of this process while this one runs the permutation test
+        report = start_report(self.run_dir, ranking, read_reruns(self.run_dir / "reruns.csv"), self.recorder.study)
         fwp = self._family_wise_p_value()
         if fwp is not None:
             labels = "validation" if self.settings.selection == "validation" else "test"
@@ -416,10 +421,7 @@ class Sweep:
             print(confirmation.sort_values("validation_rank")[columns].to_string(index=False))
         if failed:
             print(f"warning: {failed} combinations failed; see {self.run_dir / 'errors.csv'}.", file=sys.stderr)
-        from report import write_report
-        from results import read_reruns
-        preload.wait()  # its warm-up figure must not be drawn at the same time as these
-        write_report(self.run_dir, ranking, read_reruns(self.run_dir / "reruns.csv"), self.recorder.study)
+        report.finish()
         print(f"Report with plots: {self.run_dir / 'report.md'}")
         return 0
 

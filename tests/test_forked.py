@@ -1,4 +1,4 @@
-"""forked.run_split: half the jobs in a forked copy when that is safe, and every job done exactly once in effect.
+"""forked.run_split / start_split: jobs in a forked copy when that is safe, and every job done exactly once in effect.
 
 Each case runs in a fresh interpreter: the test process itself has threads
 (from other tests), and with another thread alive run_split must not fork.
@@ -61,3 +61,31 @@ def test_no_fork_while_another_thread_runs(tmp_path):
         threading.Thread(target=stop.wait, daemon=True).start()
     """)
     assert {pids[name] for name in "abcd"} == {pids["parent"]}
+
+
+def test_start_split_leaves_this_process_free_until_finish(tmp_path):
+    """The copy runs its jobs while this process works; this process's jobs run at finish()."""
+    script = textwrap.dedent(f"""
+        import os, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from forked import start_split
+        out = {str(tmp_path)!r}
+        def job(name):
+            def run():
+                with open(os.path.join(out, name), "w") as f:
+                    f.write(f"{{os.getpid()}} {{time.monotonic()}}")
+            return run
+        split = start_split([job("here")], [job("there")])
+        time.sleep(0.5)  # the copy is done with its job long before this ends
+        with open(os.path.join(out, "between"), "w") as f:
+            f.write(f"{{os.getpid()}} {{time.monotonic()}}")
+        split.finish()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    pid, when = {}, {}
+    for name in ("here", "there", "between"):
+        p, t = (tmp_path / name).read_text().split()
+        pid[name], when[name] = int(p), float(t)
+    assert pid["here"] == pid["between"] != pid["there"]
+    assert when["there"] < when["between"] < when["here"]
