@@ -135,7 +135,7 @@ def _check_exactly_once(trials, expected: int):
 
 
 GRID12 = {"hidden_layers": [[1], [2, 1], [0.5]], "learning_rate": [1e-2, 1e-3], "optimizer": ["adam", "sgd"],
-          "max_epochs": [40]}
+          "max_epochs": [160]}
 
 
 @pytest.fixture(params=["journal", "postgresql"])
@@ -171,8 +171,9 @@ def test_three_processes_finish_a_grid_exactly_once(tmp_path, data_dir, shared):
 
 def test_a_killed_process_loses_its_combinations_to_the_others(tmp_path, data_dir, shared):
     """Three "machines"; one is killed while it holds combinations; the other two finish its share."""
-    # trainings long enough (~1 s a task) that the victim still holds unfinished ones when it is killed
-    config = write_config(tmp_path, data_dir, HEARTBEAT_TIMEOUT=3, grid={**GRID12, "max_epochs": [600]})
+    # trainings long enough (~1 s a task with the C training step) that the victim still holds unfinished
+    # ones when it is killed
+    config = write_config(tmp_path, data_dir, HEARTBEAT_TIMEOUT=3, grid={**GRID12, "max_epochs": [2400]})
     run = tmp_path / "results" / "small"
     victim = _start(config, tmp_path / "results", *shared, host="machine-a")
     deadline = time.monotonic() + 120

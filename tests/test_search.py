@@ -200,8 +200,8 @@ def cpu_seconds(pid: int) -> float:
 def test_a_worker_killed_mid_combination_costs_only_a_retry(tmp_path, data_dir):
     import signal
     import time
-    # long enough (~2 s a task) that the kill lands mid-task even on a busy machine
-    grid = {"hidden_layers": [[1], [2, 1]], "learning_rate": [1e-2, 1e-3], "max_epochs": [1000]}
+    # long enough (~2 s a task with the C training step) that the kill lands mid-task even on a busy machine
+    grid = {"hidden_layers": [[1], [2, 1]], "learning_rate": [1e-2, 1e-3], "max_epochs": [5000]}
     config = write_config(tmp_path, data_dir, grid=grid)
     proc = subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results",
                              str(tmp_path / "results"), "--no-progress", "--cpu-count", "2"],
@@ -227,7 +227,8 @@ def test_a_worker_killed_mid_combination_costs_only_a_retry(tmp_path, data_dir):
 def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path, data_dir):
     import signal
     import time
-    grid = {"hidden_layers": [[1], [2, 1], [0.5], [3]], "learning_rate": [1e-2, 1e-3, 3e-4], "max_epochs": [80]}
+    # long enough (~0.3 s a task) that Ctrl-C lands after the first combination and before the last
+    grid = {"hidden_layers": [[1], [2, 1], [0.5], [3]], "learning_rate": [1e-2, 1e-3, 3e-4], "max_epochs": [400]}
     config = write_config(tmp_path, data_dir, grid=grid)
     proc = subprocess.Popen([sys.executable, "search.py", "--config", str(config), "--results",
                              str(tmp_path / "results"), "--no-progress", "--cpu-count", "1"],
