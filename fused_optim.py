@@ -190,6 +190,16 @@ class FusedOptimizer:
                 self.groups.append(_Rows(kind, [d[rows] for d in data], [g[rows] for g in grad], members[rows]))
             start = stop
 
+    def native_rules(self):
+        """The C rules that update every member (models/native.py's NativeOptimizer), or None when others do.
+
+        With L1 (added to the gradient here, before the rules) it is None too:
+        then a whole-block C call (FusedMLP.train_block) would skip it.
+        """
+        from models import native
+        only = self.groups[0] if len(self.groups) == 1 else None
+        return only if isinstance(only, native.NativeOptimizer) and self.l1 is None else None
+
     @torch.no_grad()
     def step(self) -> None:
         if self.l1 is not None:  # subgradient of l1 * |w|, added before any rule sees the gradient

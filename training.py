@@ -123,10 +123,13 @@ def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Ten
             # [members, width, features] as a view of the [features, members, width] gather
             xs = gathered.view(n_features, count, width).permute(1, 2, 0)
             ys = torch.index_select(y, 0, rows.reshape(-1), out=y_block[:count * width]).view(count, width)
-            for start in range(0, width, batch):
-                stop = min(start + batch, width)
-                model.train_step(xs[:, start:stop], ys[:, start:stop], dropout, loss_fn, out=logits[:, start:stop])
-                optimizer.step()
+            # the whole block in one C call where that applies (models/native.py), else batch by batch
+            if not (hasattr(model, "train_block")
+                    and model.train_block(xs, ys, dropout, loss_fn, optimizer, out=logits[:, :width])):
+                for start in range(0, width, batch):
+                    stop = min(start + batch, width)
+                    model.train_step(xs[:, start:stop], ys[:, start:stop], dropout, loss_fn, out=logits[:, start:stop])
+                    optimizer.step()
             # each batch's loss as it was seen (before its update), summed once per block
             total += loss_fn(logits[:, :width], ys).sum(dim=1)
         diverged |= ~torch.isfinite(total)

@@ -174,6 +174,25 @@ class FusedMLP:
             return out
         return logits
 
+    def train_block(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn, optimizer,
+                    out: torch.Tensor) -> bool:
+        """train_step and optimizer.step() for each batch of a block of rows, in one C call; False if not applicable.
+
+        x is [members, rows, features], y and out [members, rows]; batches are
+        batch_size rows in order (the last may be short). Applies where the
+        C step and the C optimizer rules both do (models/native.py); otherwise
+        nothing is done and the caller steps batch by batch.
+        """
+        rules = optimizer.native_rules()
+        if not (self.native_applies and rules is not None and loss_fn is LOSSES["bce"]):
+            return False
+        if self.native is None:
+            self.native = NativeStep(self.dense, self.params.members, self.batch_size)
+        if not self.native.takes(x, y, out, block=True):
+            return False
+        self.native.train_block(x, y, dropout, out, self.batch_size, rules)
+        return True
+
 
 def logit_gradient(logits: torch.Tensor, y: torch.Tensor, loss_fn) -> torch.Tensor:
     """d(sum of members' mean losses)/d(logits): each member gets exactly its own gradient."""

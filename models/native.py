@@ -73,6 +73,10 @@ def library() -> tuple[ctypes.CDLL, int] | None:
     lib.optim_step.restype = None
     lib.optim_step.argtypes = [ctypes.c_int, ctypes.c_int, _P, _P, _P, _P, _P, _P, ctypes.c_long,
                                *[ctypes.c_float] * 7]
+    lib.net_train_block.restype = None
+    lib.net_train_block.argtypes = [_P, _P, ctypes.c_long, ctypes.c_long, ctypes.c_long, _P, ctypes.c_long,
+                                    ctypes.c_int, ctypes.c_int, _P, ctypes.c_long, _P, ctypes.c_long, _P, _P,
+                                    ctypes.c_int, _P, _P, _P, _P, _P, _P, ctypes.c_long, _P]
     return lib, gemm
 
 
@@ -114,6 +118,7 @@ class NativeOptimizer:
         self.rules = (_Rule * len(members))(*[_Rule(OPTIMIZER_CODES[m["optimizer"]], float(m["learning_rate"]),
                                                     float(m["l2_regularization"])) for m in members])
         self.members, self.constants = len(members), [float(c) for c in constants]
+        self.constant_array = (ctypes.c_float * len(constants))(*self.constants)
         self.count = 0
 
     def step(self) -> None:
@@ -161,7 +166,32 @@ class NativeStep:
         self.lib.net_step(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), x.shape[1],
                           out.data_ptr(), out.stride(0), keep, keep_stride, scale, self.offsets)
 
-    def takes(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> bool:
-        """Whether these tensors have a layout the C step reads (else the torch operations run)."""
-        return (x.dtype == y.dtype == out.dtype == torch.float32 and x.shape[1] <= self.batch
+    def train_block(self, x: torch.Tensor, y: torch.Tensor, dropout, out: torch.Tensor, batch: int,
+                    optimizer: NativeOptimizer) -> None:
+        """Every batch of a block of rows (x [members, rows, features]) in one C call: a step, then the optimizer's.
+
+        The same as calling this step and optimizer.step() batch by batch: the
+        dropout windows are drawn in the same order, and the optimizer's step
+        count moves on by the number of batches.
+        """
+        width = x.shape[1]
+        steps = -(-width // batch)
+        keep, keep_stride, scale, offsets = None, 0, None, None
+        if dropout is not None and dropout.enabled and self.n_hidden:
+            drawn = [dropout.next_offset() for _ in range(steps * self.n_hidden)]
+            offsets = (ctypes.c_long * len(drawn))(*drawn)
+            keep, keep_stride, scale = dropout.keep.data_ptr(), dropout.keep.stride(0), dropout.scale.data_ptr()
+        xs = x.stride()
+        self.lib.net_train_block(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), width,
+                                 batch, out.data_ptr(), out.stride(0), keep, keep_stride, scale, offsets,
+                                 len(optimizer.data), optimizer.widths, *optimizer.arrays, optimizer.rules,
+                                 optimizer.count + 1, optimizer.constant_array)
+        optimizer.count += steps
+
+    def takes(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor, block: bool = False) -> bool:
+        """Whether these tensors have a layout the C step reads (else the torch operations run).
+
+        block: x holds a block of batches (train_block), not one batch.
+        """
+        return (x.dtype == y.dtype == out.dtype == torch.float32 and (block or x.shape[1] <= self.batch)
                 and (x.stride(1) == 1 or x.stride(2) == 1) and y.stride(1) == 1 and out.stride(1) == 1)

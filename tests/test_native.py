@@ -128,3 +128,29 @@ def test_library_is_built_once_per_source_and_cpu(tmp_path):
     assert [p for p in tmp_path.iterdir() if not p.name.endswith(".so")] == []  # no scratch files left behind
     import ctypes
     assert ctypes.CDLL(str(library)).answer() == 42
+
+
+def test_a_block_in_one_call_equals_its_batches_one_by_one(c_step, monkeypatch):
+    """FusedMLP.train_block (a block of batches, each with its optimizer step, in one C call) == batch by batch."""
+    from models.fused_mlp import FusedMLP
+    arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2, 1], "batch_size": 16, "max_epochs": 2}
+    x, y = data()
+    calls = []
+    original = FusedMLP.train_block
+    monkeypatch.setattr(FusedMLP, "train_block", lambda *a, **k: calls.append(original(*a, **k)) or calls[-1])
+    whole, whole_loss, _, _ = train_members(arch, members_of(arch), x, y, CPU)
+    assert calls and all(calls), "the block path did not run"
+    monkeypatch.setattr(FusedMLP, "train_block", lambda *a, **k: False)
+    batched, batched_loss, _, _ = train_members(arch, members_of(arch), x, y, CPU)
+    assert torch.equal(whole.params.rows(), batched.params.rows())  # the same C code, step for step
+    assert (whole_loss == batched_loss).all()
+
+
+def test_l1_trains_batch_by_batch_and_as_the_torch_operations_do(c_step, monkeypatch):
+    """L1 is added to the gradients between the C step and the C rules, so a block cannot be one call."""
+    arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2, 1], "batch_size": 16, "max_epochs": 2,
+            "l1_regularization": 1e-3}
+    x, y = data()
+    (fast, _, _, _), (slow, _, _, _) = train_both_ways(arch, members_of(arch), x, y, monkeypatch)
+    assert fast.native is not None
+    torch.testing.assert_close(fast.params.rows(), slow.params.rows(), rtol=1e-4, atol=1e-5)
