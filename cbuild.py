@@ -1,10 +1,11 @@
 """Compile a small C library once per machine into the user's cache folder, and reuse it.
 
 Used for mkl_shim.py's one-line library and for the fused MLP's training
-step (models/native.py). The file name carries a digest of everything that
-makes the build what it is (source, flags, compiler and, for code compiled
-for this very CPU, the CPU's model and features), so a changed source or a
-home folder shared by different machines never loads the wrong library.
+step (models/native.py). The file name carries a digest of what makes the
+build what it is (source, flags and, for code compiled for this very CPU, the
+CPU's model and features), so a changed source or a home folder shared by
+different machines never loads the wrong library; once built, a library is
+found again without a compiler.
 Builds are atomic: processes starting together never see half a file.
 """
 from __future__ import annotations
@@ -52,12 +53,12 @@ def build(name: str, source: str, flags: list[str], folder: Path | None = None, 
     Raises OSError (no compiler, nowhere to write) or subprocess errors.
     """
     folder = folder or cache_folder()
-    cc = compiler()
-    identity = "\0".join([source, " ".join(flags), os.path.basename(cc), cpu_identity() if for_this_cpu else ""])
+    identity = "\0".join([source, " ".join(flags), cpu_identity() if for_this_cpu else ""])
     digest = hashlib.blake2b(identity.encode(), digest_size=6).hexdigest()
     library = folder / f"{name}_{digest}.so"
-    if library.exists():
+    if library.exists():  # built before: no compiler needed
         return library
+    cc = compiler()
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         source_file = Path(scratch) / f"{name}.c"
