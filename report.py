@@ -92,7 +92,8 @@ def start_report(run_dir: Path, ranking: pd.DataFrame, reruns: pd.DataFrame, stu
 
 class PendingReport:
     def __init__(self, run_dir: Path, ranking: pd.DataFrame, study, top: int, split, plots: list[Path]) -> None:
-        self.run_dir, self.ranking, self.study, self.top, self.split, self.plots = run_dir, ranking, study, top, split, plots
+        self.run_dir, self.ranking, self.study, self.top = run_dir, ranking, study, top
+        self.split, self.plots = split, plots
 
     def finish(self) -> list[Path]:
         """Draw this process's plots, wait for the copy's, then write values.csv and report.md; the paths written."""

@@ -1,21 +1,24 @@
-"""The fused MLP's training step as one call into a small C library (models/native.c).
+"""Fused MLP training in a small C library (models/native.c): a step, the optimizer, or a block of both per call.
 
 Why: a fused step of the reference sweep's MLP is ~45 torch operations on
-small tensors, each costing a few microseconds of dispatch on top of its
-arithmetic; that was ~30% of a step. The C step does the same computation
-with the same batched matmuls (MKL's cblas_sgemm_batch, which torch's bmm
-itself calls; its address is looked up in torch's own library) and merges
-the elementwise passes. Measured on the development machine (one thread, 24
-members): the big reference architecture's step 0.86-0.99 -> 0.70-0.72 ms,
-the small one's 0.32-0.44 -> 0.24-0.29 ms, optimizer included.
+small tensors plus ~40 optimizer kernel calls, each costing a few
+microseconds of dispatch on top of its arithmetic. The C step does the same
+computation with the same batched matmuls (MKL's cblas_sgemm_batch, which
+torch's bmm itself calls; its address is looked up in torch's own library)
+and merges the elementwise passes; NativeOptimizer applies every member's
+update rule in one pass; NativeStep.train_block runs a whole gathered block
+of batches, each followed by its update, in one call. Measured on the
+development machine (one thread, 24 members): the big reference
+architecture's step 0.86-0.99 -> ~0.56 ms, the small one's 0.32-0.44 ->
+~0.21 ms, optimizer included.
 
-It applies where it can: a CPU device, float32, the activations relu,
+The step applies where it can: a CPU device, float32, the activations relu,
 leaky_relu and tanh, the bce loss, a torch built with MKL on Linux, and a C
-compiler (the library is compiled once per machine into the user's cache
-folder, cbuild.py). Everything else, and everyone with SWEEP_NATIVE=0 in the
-environment, trains through the torch operations in fused_mlp.py, which
-compute the same thing; tests/test_native.py checks the two against each
-other step by step.
+compiler the first time (the library is compiled once per machine into the
+user's cache folder, cbuild.py). Everything else, and everyone with
+SWEEP_NATIVE=0 in the environment, trains through the torch operations in
+fused_mlp.py and fused_optim.py, which compute the same thing;
+tests/test_native.py and tests/test_fused.py check them against each other.
 """
 from __future__ import annotations
 
@@ -58,12 +61,14 @@ def library() -> tuple[ctypes.CDLL, int] | None:
     if gemm is None:
         return None
     try:
-        path = cbuild.build("native_mlp", SOURCE.read_text(), ["-O3", "-march=native", "-fno-math-errno", "-lm"], for_this_cpu=True)
+        # -fno-math-errno lets sqrtf vectorize; it changes no result, only errno
+        flags = ["-O3", "-march=native", "-fno-math-errno", "-lm"]
+        path = cbuild.build("native_mlp", SOURCE.read_text(), flags, for_this_cpu=True)
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as err:
         print(f"note: building the fused MLP's C training step failed ({err}); training runs through torch "
-              f"operations instead (~25% slower per step). Install a C compiler (e.g. `apt install gcc`) to "
-              f"get it, or set {OPT_OUT}=0 to silence this note.", file=sys.stderr)
+              f"operations instead (the reference sweep takes ~1.4x as long). Install a C compiler (e.g. "
+              f"`apt install gcc`) to get it, or set {OPT_OUT}=0 to silence this note.", file=sys.stderr)
         return None
     lib.net_size.restype = ctypes.c_size_t
     lib.net_init.restype = ctypes.c_int
