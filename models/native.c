@@ -280,8 +280,9 @@ void optim_step(int members, int blocks, const long *width, float **p, float **g
 
 /* ------------------------------------------------------------------ a block of steps
    net_step then optim_step for each batch of a block of gathered rows, so that a block of steps costs
-   one call from Python rather than two per step (~25 us each). Batch s covers rows [s * batch, ...)
-   of the block and reads its dropout windows at offsets + s * hidden layers. */
+   one call from Python rather than two per step (~25 us of Python a step between them). Batch s covers
+   rows [s * batch, ...) of the block and reads its dropout windows at offsets + s * hidden layers
+   (offsets is NULL without dropout). */
 void net_train_block(const Net *net, const float *x, long xs_e, long xs_f, long xs_r, const float *y, long ys,
                      int width, int batch, float *out, long os, const unsigned char *keep, long keep_stride,
                      const float *scale, const long *offsets, int blocks, const long *block_width, float **p,
@@ -290,7 +291,7 @@ void net_train_block(const Net *net, const float *x, long xs_e, long xs_f, long 
     for (int s = 0, start = 0; start < width; s++, start += batch) {
         const int rows = width - start < batch ? width - start : batch;
         net_step(net, x + start * xs_r, xs_e, xs_f, xs_r, y + start, ys, rows, out + start, os, keep, keep_stride,
-                 scale, offsets + (long)s * hidden);
+                 scale, offsets != NULL ? offsets + (long)s * hidden : NULL);
         optim_step(net->members, blocks, block_width, p, g, a, v, rules, first_step + s, constants[0], constants[1],
                    constants[2], constants[3], constants[4], constants[5], constants[6]);
     }

@@ -122,8 +122,8 @@ class NativeOptimizer:
         self.widths = (ctypes.c_long * len(data))(*[p.shape[1] for p in data])
         self.rules = (_Rule * len(members))(*[_Rule(OPTIMIZER_CODES[m["optimizer"]], float(m["learning_rate"]),
                                                     float(m["l2_regularization"])) for m in members])
-        self.members, self.constants = len(members), [float(c) for c in constants]
-        self.constant_array = (ctypes.c_float * len(constants))(*self.constants)
+        self.members = len(members)
+        self.constants = (ctypes.c_float * len(constants))(*constants)  # optim_step takes them one by one
         self.count = 0
 
     def step(self) -> None:
@@ -190,7 +190,7 @@ class NativeStep:
         self.lib.net_train_block(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), width,
                                  batch, out.data_ptr(), out.stride(0), keep, keep_stride, scale, offsets,
                                  len(optimizer.data), optimizer.widths, *optimizer.arrays, optimizer.rules,
-                                 optimizer.count + 1, optimizer.constant_array)
+                                 optimizer.count + 1, optimizer.constants)
         optimizer.count += steps
 
     def takes(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor, block: bool = False) -> bool:
