@@ -175,8 +175,10 @@ class Sweep:
             if not hasattr(self, "candidates"):  # ids computed once: a big grid is claimed in many rounds
                 self.candidates = [(plan.combination_id(c), c) for c in self.combinations]
             candidates = self.candidates
-            claims, status = self.ledger.claim_planned(candidates, round_size, self.recorder.trial_template)
-            finished = all(status.records.get(cid) is not None or cid in status.failed for cid, _ in candidates)
+            claims, status = self.ledger.claim_planned(candidates, round_size, self.recorder.trial_template,
+                                                       running_trials=self.settings.pruner is not None)
+            finished = len(status.records) + len(status.failed) >= len(candidates) and \
+                all(cid in status.records or cid in status.failed for cid, _ in candidates)
         else:
             from strategies import suggest_combination
             values = self.settings.hyperparameter_values
@@ -599,7 +601,7 @@ class Recorder:
                 self.keep(cid, reruns, bits, trial.user_attrs.get("params"))
             elif trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
                     not any(e["combination"] == cid and e["outcome"] == "failed" for e in self.errors):
-                self.errors.append({"combination": cid, **trial.user_attrs.get("columns", {}), "outcome": "failed",
+                self.errors.append({"combination": cid, **_columns_of(trial.user_attrs), "outcome": "failed",
                                     "error": trial.user_attrs["error"], "traceback": trial.user_attrs["traceback"]})
                 self._dirty = True
 
@@ -681,11 +683,18 @@ class Recorder:
         return by_combination
 
     def trial_template(self, combination: dict, cid: str) -> dict:
-        """What a claim's trial holds: the parameters as Optuna shows them, the combination as the sweep uses it."""
-        from results import hyperparameter_columns
-        return {"params": _optuna_params(combination), "distributions": self._distributions(combination),
-                "user_attrs": {"combination": cid, "params": combination,
-                               "columns": hyperparameter_columns(combination)}}
+        """What a claim's trial holds: the parameters as Optuna shows them, the combination as the sweep uses it.
+
+        Optuna's params are the hyperparameters this sweep varies: one fixed
+        for the whole run says nothing in the dashboard or the importances,
+        and its distribution, written and read back in every trial's record,
+        was most of a record's size on a big grid. The whole combination is
+        in the "params" user attr.
+        """
+        shown = _optuna_params(combination)
+        shown = {name: shown[name] for name in self._varying if name in shown}
+        return {"params": shown, "distributions": {name: self._distribution_of[name] for name in shown},
+                "user_attrs": {"combination": cid, "params": combination}}
 
     def set_confirmation(self, rows: list[dict]) -> None:
         """The top combinations' reruns on the test file; they fill p_value_test and confirmation.csv."""
@@ -718,8 +727,9 @@ class Recorder:
         return {name: values[name].distribution() if isinstance(values[name], Range)
                 else CategoricalDistribution([display_value(v) for v in values[name]]) for name in values}
 
-    def _distributions(self, params: dict) -> dict:
-        return {name: self._distribution_of[name] for name in _optuna_params(params)}
+    @functools.cached_property
+    def _varying(self) -> list[str]:
+        return [name for name, distribution in self._distribution_of.items() if not distribution.single()]
 
     # -- ranking
     @property
@@ -782,7 +792,7 @@ class Recorder:
 
 def stored_rows(reruns: list[dict], bits: list[str]) -> list[dict]:
     """A combination's reruns as the study keeps them: without the hyperparameter columns
-    (the trial holds them once, in its "columns" attr) and with each rerun's packed
+    (the trial holds the combination once, in its "params" attr) and with each rerun's packed
     predictions (base64) beside its counts. Smaller records are faster to write and read."""
     return [{**{k: v for k, v in row.items() if k not in HYPERPARAMETERS}, "bits": b} for row, b in zip(reruns, bits)]
 
@@ -790,12 +800,18 @@ def stored_rows(reruns: list[dict], bits: list[str]) -> list[dict]:
 def rows_from_study(attrs: dict) -> tuple[list[dict], list[bytes]]:
     """(reruns.csv rows, packed predictions) of a finished trial; also reads the older layout
     (full rows, predictions in their own attr)."""
-    columns = attrs.get("columns", {})
+    columns = _columns_of(attrs)
     rows = [{**columns, **{k: v for k, v in row.items() if k != "bits"}} for row in attrs["reruns"]]
     packed = [row.get("bits") for row in attrs["reruns"]]
     if not all(packed):
         packed = attrs.get("predictions", [])
     return rows, [base64.b64decode(b) for b in packed]
+
+
+def _columns_of(attrs: dict) -> dict:
+    """A recorded trial's hyperparameter columns (kept in a "columns" attr by older runs)."""
+    from results import hyperparameter_columns
+    return attrs.get("columns") or (hyperparameter_columns(attrs["params"]) if "params" in attrs else {})
 
 
 def _round_size(settings: Settings, cpu_count: int, folds: int) -> int:

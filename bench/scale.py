@@ -10,7 +10,10 @@ dispatching, scoring, recording, rewriting the CSVs) weighs as much as it
 ever can against the training itself. Reported: the main process's CPU
 time during the sweep as a share of the sweep's wall time (on a machine
 whose cores all train, that is what it takes from the workers), its
-peak memory, and both per 1,000 combinations.
+peak memory, and both per 1,000 combinations. With two or more grid sizes,
+also the marginal cost of one more combination (the difference between the
+sizes, so that once-per-run costs such as importing the report's libraries
+drop out) and the share of the largest sweep's wall time it adds up to.
 """
 from __future__ import annotations
 
@@ -70,6 +73,13 @@ def main(argv=None) -> int:
     rows = []
     for size in map(int, args.combinations.split(",")):
         row = run(size)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if len(rows) >= 2:
+        small, big = rows[0], rows[-1]
+        marginal = (big["main_cpu_seconds"] - small["main_cpu_seconds"]) / (big["combinations"] - small["combinations"])
+        row = {"marginal_main_cpu_ms_per_combination": round(marginal * 1e3, 3),
+               "marginal_share_at_largest": round(marginal * big["combinations"] / big["sweep_seconds"], 4)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     (OUT / "scale.json").write_text(json.dumps(rows, indent=2))
