@@ -316,6 +316,7 @@ class Ledger:
         self.holds: set[str] = set()        # combinations claimed in the heartbeat record, not yet recorded
         self.lost: set[str] = set()         # held ones that others took over while this process was silent
         self._template = None               # combination, cid -> what its trial holds (claim_planned's)
+        self._cursor = (None, 0)            # (candidates, index of the first not finished for good)
         if beat:  # a reader (evaluate.py) does not count as a process working on the study
             self.beat(force=True)
 
@@ -469,8 +470,7 @@ class Ledger:
         than from the start each round: a 10,000-combination grid is claimed
         in ~120 rounds.
         """
-        start = getattr(self, "_cursor", (None, 0))
-        first = start[1] if start[0] is candidates else 0
+        first = self._cursor[1] if self._cursor[0] is candidates else 0
         while first < len(candidates) and (candidates[first][0] in status.records or
                                            candidates[first][0] in status.failed):
             first += 1
