@@ -135,7 +135,13 @@ def value_labels(ranking: pd.DataFrame, name: str) -> pd.Series:
     if name not in ranking:
         return pd.Series(dtype=object)
     column = ranking[name]
-    return column[~column.map(is_missing)].map(value_label)
+    try:  # each distinct value labelled once: a big sweep has 10,000s of rows and a few values
+        codes, distinct = pd.factorize(column)
+    except TypeError:  # unhashable values (lists)
+        return column[~column.map(is_missing)].map(value_label)
+    labels = np.array([None if is_missing(v) else value_label(v) for v in distinct] + [None], dtype=object)
+    mapped = pd.Series(labels[codes], index=column.index, dtype=object)  # code -1 (NaN, None) -> None
+    return mapped[mapped.notna()]
 
 
 def ordered_values(labels: pd.Series) -> list[str]:

@@ -151,6 +151,15 @@ def test_not_applicable_values_are_left_out_of_a_hyperparameter():
     assert list(summary["combinations"]) == [1, 1]
 
 
+def test_value_labels_spell_each_value_once_and_drop_what_does_not_apply():
+    column = [None, 1, 1.0, "", float("nan"), 5e-05, 0.0, -0.0, "[2, 1, 0.5]"]
+    ranking = pd.DataFrame({"dropout": pd.Series(column, dtype=object, index=range(10, 19))})
+    labels = report.value_labels(ranking, "dropout")
+    assert labels.to_dict() == {11: "1", 12: "1", 15: "5e-05", 16: "0", 17: "0", 18: "[2, 1, 0.5]"}
+    lists = pd.DataFrame({"hidden_layers": pd.Series([[2, 1], None, [0.5]], dtype=object)})
+    assert report.value_labels(lists, "hidden_layers").to_dict() == {0: "[2, 1]", 2: "[0.5]"}
+
+
 # ------------------------------------------------------------------ importances
 def test_importances_of_two_varying_parameters_sum_to_one():
     shares = report.importances(make_study())
