@@ -13,7 +13,7 @@ none left out.
 Two ways to hold a claim. A planned combination (grid, or a random draw
 made up front) is held in the process's heartbeat record: a whole round of
 claims is one record, and the finished combination's trial is created
-whole, so a combination costs the study one record instead of four (on a
+whole, so a combination costs the study one record instead of three (on a
 10,000-combination grid of tiny models the per-trial records were most of
 the main process's work). A combination that needs a trial while it trains
 (a sampler's ask, a pruner's reports) is held by a RUNNING trial that names
@@ -112,14 +112,14 @@ def journal_storage(path: str):
     Optuna's own file locks (a symlink or a created file) outlive a process
     killed while holding them, and the next run then waits a minute before
     breaking the lock; an flock dies with its process. Optuna also fsyncs
-    every record, which cost ~1 ms each here, 4 records per combination: a
-    third of the sweep on a grid of tiny models. A killed process loses
-    nothing by syncing less (its records are in the page cache); a power
-    cut may lose the last second of records, whose combinations are then
-    trained again (and a torn last line is repaired on the next start).
-    The files stay open: Optuna opens the journal for every read and write
-    and its lock file for every write, which was a third of the cost of a
-    record on a big grid.
+    every record, which cost ~1 ms each here (at 4 records per combination,
+    as it was then: a third of the sweep on a grid of tiny models). A killed
+    process loses nothing by syncing less (its records are in the page
+    cache); a power cut may lose the last second of records, whose
+    combinations are then trained again (and a torn last line is repaired on
+    the next start). The files stay open: Optuna opens the journal for every
+    read and write and its lock file for every write, which was a third of
+    the cost of a record on a big grid.
     """
     import json
 
