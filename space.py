@@ -74,3 +74,28 @@ def intrange(low: int, high: int) -> Range:
     if not low < high:
         raise RangeError(f"intrange({low!r}, {high!r}) needs low < high")
     return Range("intrange", low, high)
+
+
+def grid_distribution(values: list):
+    """The Optuna distribution a list of grid values is recorded with.
+
+    Numbers get a numeric range over their smallest to largest value (on a
+    log scale where they are all positive and span a factor of 10 or more,
+    as learning rates do), the way Optuna's own grid examples declare them
+    with suggest_float: the dashboard and the importances then know that
+    1e-4 lies between 1e-5 and 1e-3. Everything else (names, layer lists
+    as strings, flags, a single value) is categorical. A categorical
+    distribution also lists every choice in every trial's record: on a big
+    grid that was over half of what recording a combination cost.
+    """
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from results import display_value
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if len(numbers) < len(values) or len(set(numbers)) < 2:
+        return CategoricalDistribution([display_value(v) for v in values])
+    low, high = min(numbers), max(numbers)
+    log = low > 0 and high / low >= 10
+    if all(isinstance(v, int) for v in numbers):
+        return IntDistribution(low, high, log=log)
+    return FloatDistribution(float(low), float(high), log=log)

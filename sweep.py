@@ -574,6 +574,7 @@ class Recorder:
         self.confirmation_rows: list[dict] = []
         self.errors: list[dict] = []
         self._synced: set[int] = set()               # trial ids already taken in
+        self._recorded_distributions: dict = {}      # the first trial's, when resuming a study
         self.best_p = None
         self._ranking = None
         self._confirmation = None
@@ -593,6 +594,8 @@ class Recorder:
             if trial._trial_id in self._synced or not trial.state.is_finished():
                 continue
             self._synced.add(trial._trial_id)
+            if len(self._synced) == 1:
+                self._recorded_distributions = trial.distributions
             cid = trial.user_attrs.get("combination")
             if cid is None or cid in self.rows:
                 continue
@@ -719,13 +722,19 @@ class Recorder:
 
     @functools.cached_property
     def _distribution_of(self) -> dict:
-        """Each hyperparameter's Optuna distribution: the same for every combination, so built once."""
-        from optuna.distributions import CategoricalDistribution
-        from results import display_value
-        from space import Range
+        """Each hyperparameter's Optuna distribution: the same for every combination, so built once.
+
+        A resumed study goes on with the distributions its trials were
+        recorded with (an older version recorded numbers as categorical
+        choices): Optuna's importances leave out a parameter whose
+        distribution differs between trials. The run's fingerprint
+        guarantees the same values, so every one of them fits.
+        """
+        from space import Range, grid_distribution
         values = self.settings.hyperparameter_values
-        return {name: values[name].distribution() if isinstance(values[name], Range)
-                else CategoricalDistribution([display_value(v) for v in values[name]]) for name in values}
+        own = {name: values[name].distribution() if isinstance(values[name], Range)
+               else grid_distribution(values[name]) for name in values}
+        return {**own, **{name: d for name, d in self._recorded_distributions.items() if name in own}}
 
     @functools.cached_property
     def _varying(self) -> list[str]:

@@ -108,6 +108,52 @@ def test_running_again_resumes_without_retraining(tmp_path, data_dir):
     assert (tmp_path / "results" / "small" / "reruns.csv").read_text() == before
 
 
+def load_study(journal: Path):
+    import optuna
+    from study import journal_storage
+    return optuna.load_study(study_name="sweep", storage=journal_storage(str(journal)))
+
+
+def test_the_study_records_numbers_as_ranges_and_a_resumed_study_keeps_its_own(tmp_path, data_dir):
+    import json
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, distribution_to_json
+    config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3, 1e-4], "optimizer": ["adam", "sgd"]})
+    done = run_search(config, tmp_path / "results")
+    assert done.returncode == 0, done.stderr
+    journal = tmp_path / "results" / "small" / "study.journal"
+    trials = load_study(journal).trials
+    assert len(trials) == 6
+    for trial in trials:
+        assert trial.distributions == {"learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+                                       "optimizer": CategoricalDistribution(["adam", "sgd"])}
+        assert trial.params == {k: trial.user_attrs["params"][k] for k in ("learning_rate", "optimizer")}
+    assert set(optuna.importance.get_param_importances(load_study(journal))) == {"learning_rate", "optimizer"}
+    # A study begun by an older version, which recorded every value as a categorical choice,
+    # and stopped after 2 combinations: resumed, it goes on with the distributions it has.
+    old = CategoricalDistribution([0.01, 0.001, 0.0001])
+    lines, kept = [], 0
+    for line in journal.read_text().splitlines():
+        record = json.loads(line)
+        if record["op_code"] == 4:  # a trial created
+            kept += 1
+            if kept > 2:
+                continue
+            record["distributions"]["learning_rate"] = distribution_to_json(old)
+            record["params"]["learning_rate"] = old.to_internal_repr(record["user_attrs"]["params"]["learning_rate"])
+        lines.append(json.dumps(record))
+    journal.write_text("\n".join(lines) + "\n")
+    again = run_search(config, tmp_path / "results")
+    assert again.returncode == 0, again.stderr
+    assert "2 of 6 combinations already finished" in again.stderr
+    trials = load_study(journal).trials
+    assert len(trials) == 6
+    assert all(t.distributions["learning_rate"] == old for t in trials)
+    assert {t.params["learning_rate"] for t in trials} == {0.01, 0.001, 0.0001}
+    assert set(optuna.importance.get_param_importances(load_study(journal))) == {"learning_rate", "optimizer"}
+
+
 def test_a_folder_of_another_config_is_refused(tmp_path, data_dir):
     config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2]})
     assert run_search(config, tmp_path / "results").returncode == 0
