@@ -147,6 +147,11 @@ def load_settings(config_path: str | os.PathLike, overrides: dict | None = None)
 
 
 def _read_config_file(path: Path) -> dict:
+    if path.is_dir():
+        inside = path / "config.py"
+        example = inside if inside.is_file() else path / "my_sweep.py"
+        raise ConfigError(f"Config file {path} is a folder, not a file. Pass the config file itself with "
+                          f"--config, for example --config {example}.")
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist. Pass an existing file with "
                           f"--config, for example --config config.py.")
@@ -206,7 +211,7 @@ def _validate(path: Path, v: dict) -> Settings:
     threshold = v["PREDICTION_THRESHOLD"]
     _require_fraction("PREDICTION_THRESHOLD", threshold, "0.5 predicts 'up' when the model's probability is at least 50%")
     _require_int("SEED", v["SEED"], minimum=0)
-    _require_choice("DEVICE", v["DEVICE"], DEVICES)
+    _require_choice("DEVICE", v["DEVICE"], DEVICES, aliases={"gpu": "cuda"})
     _require_choice("P_VALUE_TEST", v["P_VALUE_TEST"], P_VALUE_TESTS)
     _require_choice("SELECTION", v["SELECTION"], SELECTIONS)
     fraction = v["VALIDATION_FRACTION"]
@@ -382,7 +387,9 @@ def _require_bool(key: str, value) -> None:
         raise ConfigError(f"{key} = {value!r} is not valid: it must be True or False.")
 
 
-def _require_choice(key: str, value, choices) -> None:
+def _require_choice(key: str, value, choices, aliases: dict | None = None) -> None:
+    """`aliases`: what users write meaning a valid value (a GPU is 'cuda' to torch), suggested before look-alikes."""
     if value not in choices:
-        raise ConfigError(f"{key} = {value!r} is not valid{_suggest(str(value), choices)}. "
-                          f"Valid values: {', '.join(map(repr, choices))}.")
+        alias = (aliases or {}).get(str(value).lower())
+        hint = f" (did you mean {alias}?)" if alias else _suggest(str(value), choices)
+        raise ConfigError(f"{key} = {value!r} is not valid{hint}. Valid values: {', '.join(map(repr, choices))}.")

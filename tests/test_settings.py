@@ -181,6 +181,7 @@ BAD_CONFIGS = {
         'P_VALUE_TEST = "fischer"',
         r"P_VALUE_TEST = 'fischer' is not valid \(did you mean fisher\?\)\. Valid values: 'binomial', 'fisher'"),
     "DEVICE unknown": ('DEVICE = "tpu"', r"DEVICE = 'tpu' is not valid.*Valid values: 'auto', 'cpu', 'cuda'"),
+    "DEVICE gpu": ('DEVICE = "GPU"', r"DEVICE = 'GPU' is not valid \(did you mean cuda\?\)\. Valid values: 'auto', "),
     "TRAIN_CSV empty": ('TRAIN_CSV = ""', r"TRAIN_CSV = '' is not valid: it must be a path"),
     "SAMPLER typo": ('SAMPLER = "tpee"', r"SAMPLER = 'tpee' is not valid \(did you mean tpe\?\)\. Valid values: 'grid', "),
     "PRUNER unknown": ('PRUNER = "asha"', r"PRUNER = 'asha' is not valid.*'median', 'successive_halving', 'hyperband'"),
@@ -246,6 +247,15 @@ def test_config_file_missing(tmp_path):
     path = tmp_path / "nope.py"
     with pytest.raises(ConfigError, match=rf"Config file {re.escape(str(path))} does not exist.*--config"):
         load_settings(path)
+
+
+def test_config_folder_says_it_is_a_folder_and_names_the_file_inside(tmp_path):
+    with pytest.raises(ConfigError, match=rf"Config file {re.escape(str(tmp_path))} is a folder, not a file\. "
+                                          rf".*--config {re.escape(str(tmp_path / 'my_sweep.py'))}\."):
+        load_settings(tmp_path)
+    (tmp_path / "config.py").write_text("RERUN_COUNT = 1\n")
+    with pytest.raises(ConfigError, match=rf"--config {re.escape(str(tmp_path / 'config.py'))}\."):
+        load_settings(tmp_path)
 
 
 @pytest.mark.parametrize("text, line", [
