@@ -64,7 +64,22 @@ def build(name: str, source: str, flags: list[str], folder: Path | None = None, 
         source_file = Path(scratch) / f"{name}.c"
         source_file.write_text(source)
         built = Path(scratch) / library.name
-        subprocess.run([cc, "-shared", "-fPIC", *flags, "-o", str(built), str(source_file)],
-                       check=True, capture_output=True, timeout=120)
+        try:
+            subprocess.run([cc, "-shared", "-fPIC", *flags, "-o", str(built), str(source_file)],
+                           check=True, capture_output=True, timeout=120)
+        except subprocess.CalledProcessError as err:  # the compiler's words, without the scratch folder
+            err.stderr = (err.stderr or b"").replace(f"{scratch}{os.sep}".encode(), b"")
+            raise
         os.replace(built, library)
     return library
+
+
+def failure(err: BaseException) -> str:
+    """A failed build, said in a few words (no scratch paths, so the same failure reads the same in every process)."""
+    if isinstance(err, subprocess.CalledProcessError):
+        said = (err.stderr or b"").decode(errors="replace").strip().splitlines()
+        said = [line for line in said if "error" in line] or said
+        return f"{Path(err.cmd[0]).name} exited with status {err.returncode}" + (f": {said[0]}" if said else "")
+    if isinstance(err, subprocess.TimeoutExpired):
+        return f"the compiler took longer than {err.timeout:g} s"
+    return str(err)

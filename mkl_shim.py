@@ -70,7 +70,7 @@ def worker_preload(cpuinfo_path: str = "/proc/cpuinfo") -> Path | None:
     except (OSError, subprocess.SubprocessError) as err:
         print(f"note: this AMD CPU has AVX-512, but Intel MKL (which torch uses for matmuls) runs its "
               f"slower AVX2 kernels on AMD CPUs. Training would be ~1.5x faster with a one-line library "
-              f"that lets MKL use them, and building it failed ({err}); install a C compiler (e.g. "
+              f"that lets MKL use them, and building it failed ({cbuild.failure(err)}); install a C compiler (e.g. "
               f"`apt install gcc`) to get it, or set {OPT_OUT}=0 to silence this note.", file=sys.stderr)
         return None
     # LD_PRELOAD separates its entries with spaces and colons

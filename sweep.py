@@ -83,6 +83,7 @@ class Sweep:
                   f"training the others.", file=sys.stderr)
         self.pool = Pool(self.settings.cpu_count, self._payload, folds=len(self.data["folds"]))
         self.crashes: dict[str, int] = {}
+        self.notes_shown: set[str] = set()
         self.bar = tqdm(total=self.total, initial=len(self.recorder.finished), unit="combination",
                         disable=not self.progress, dynamic_ncols=True, smoothing=0.1)
         # Ctrl-C only sets a flag, checked between results, so that it never
@@ -303,7 +304,9 @@ class Sweep:
         ids = self._combinations_in(task)
         error = future.exception()
         if error is None:
-            self.bar.update(record(task, future.result()))
+            results = future.result()
+            self._show_note(results[0].get("note") if results else None)
+            self.bar.update(record(task, results))
             return []
         crashed = isinstance(error, BrokenProcessPool)
         retries = []
@@ -326,6 +329,12 @@ class Sweep:
                                                                           "traceback": entry["traceback"]})
             self.bar.update(1)
         return retries
+
+    def _show_note(self, note: str | None) -> None:
+        """A worker's note for the user (e.g. the C training step could not be built): once per run, not per worker."""
+        if note and note not in self.notes_shown:
+            self.notes_shown.add(note)
+            self.bar.write(note, file=sys.stderr)
 
     def _family_wise_p_value(self) -> float | None:
         """The winner's max-statistic permutation p-value over every finished combination."""

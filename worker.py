@@ -76,5 +76,10 @@ def stop_workers(wait: bool = False) -> None:
 
 
 def run_task(task: dict) -> list[dict]:
+    """Train a task; its first result carries any note this worker has for the user (sweep.py prints each once)."""
+    from models import native
     from training import train_task
-    return train_task(task)
+    results = train_task(task)
+    if native.build_note and results:
+        results[0]["note"] = native.build_note
+    return results

@@ -52,6 +52,11 @@ def mkl_gemm_batch() -> int | None:
         return None
 
 
+# Why the C step is missing in this process, if its build failed: every worker finds out, so each
+# hands the note to the main process (worker.run_task), which prints it once per run.
+build_note: str | None = None
+
+
 @functools.cache
 def library() -> tuple[ctypes.CDLL, int] | None:
     """(the compiled step library, the gemm's address), or None where the C step does not apply (once per process)."""
@@ -66,9 +71,10 @@ def library() -> tuple[ctypes.CDLL, int] | None:
         path = cbuild.build("native_mlp", SOURCE.read_text(), flags, for_this_cpu=True)
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as err:
-        print(f"note: building the fused MLP's C training step failed ({err}); training runs through torch "
-              f"operations instead (the reference sweep takes ~1.4x as long). Install a C compiler (e.g. "
-              f"`apt install gcc`) to get it, or set {OPT_OUT}=0 to silence this note.", file=sys.stderr)
+        global build_note
+        build_note = (f"note: building the fused MLP's C training step failed ({cbuild.failure(err)}); training runs through "
+                      f"torch operations instead (the reference sweep takes ~1.4x as long). Install a C compiler "
+                      f"(e.g. `apt install gcc`) to get it, or set {OPT_OUT}=0 to silence this note.")
         return None
     lib.net_size.restype = ctypes.c_size_t
     lib.net_init.restype = ctypes.c_int

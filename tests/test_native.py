@@ -130,6 +130,20 @@ def test_library_is_built_once_per_source_and_cpu(tmp_path):
     assert ctypes.CDLL(str(library)).answer() == 42
 
 
+def test_a_failed_build_reads_the_same_in_every_process(tmp_path):
+    if not any(map(__import__("shutil").which, ("cc", "gcc"))):
+        pytest.skip("no C compiler")
+    said = []
+    for _ in range(2):  # two processes' builds use two scratch folders
+        with pytest.raises(subprocess.CalledProcessError) as info:
+            cbuild.build("broken", "int f(void) { syntax error }\n", ["-O2"], tmp_path)
+        said.append(cbuild.failure(info.value))
+    assert said[0] == said[1]
+    assert said[0].startswith(f"{Path(cbuild.compiler()).name} exited with status ") and "error" in said[0]
+    assert str(tmp_path) not in said[0]
+    assert list(tmp_path.iterdir()) == []  # no scratch files left behind
+
+
 def test_a_block_in_one_call_equals_its_batches_one_by_one(c_step, monkeypatch):
     """FusedMLP.train_block (a block of batches, each with its optimizer step, in one C call) == batch by batch."""
     from models.fused_mlp import FusedMLP

@@ -405,3 +405,19 @@ def test_walk_forward_folds_pool_counts_over_the_validation_tail(tmp_path, data_
     assert len(reruns) == 2 * 3  # one row per rerun: the 3 folds are summed
     assert (reruns[["tp", "fp", "tn", "fn"]].sum(axis=1) == 120).all()  # the last 30% of 400 rows
     assert "Family-wise p-value" in done.stdout
+
+
+def test_a_failed_c_step_build_is_noted_once_per_run_not_per_worker(tmp_path, data_dir):
+    from models import native
+    if native.mkl_gemm_batch() is None:
+        pytest.skip("torch without MKL: the C step does not apply, so nothing is built")
+    config = write_config(tmp_path, data_dir)
+    # an empty cache and a compiler that always fails: every worker tries the build and fails
+    env = {**os.environ, "CC": "false", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop(native.OPT_OUT, None)
+    done = subprocess.run([sys.executable, "search.py", "--config", str(config), "--results", str(tmp_path / "out"),
+                           "--no-progress", "--cpu-count", "2"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("building the fused MLP's C training step failed") == 1, done.stderr
+    assert "12 combinations completed, 0 failed" in done.stdout
