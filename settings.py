@@ -352,11 +352,11 @@ def _validate_value(name: str, value) -> None:
 
 
 def normalize_value(name: str, value):
-    """One spelling per value, so 2 and 2.0 are the same combination."""
+    """One spelling per value, so 2 and 2.0 (and -0.0 and 0.0) are the same combination, with the same id."""
     if name == "hidden_layers":
         return [int(m) if float(m).is_integer() else float(m) for m in value]
     if name in ("learning_rate", "dropout", "l1_regularization", "l2_regularization"):
-        return float(value)
+        return float(value) + 0.0  # -0.0 + 0.0 is 0.0
     return value
 
 

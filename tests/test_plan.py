@@ -160,6 +160,11 @@ def test_combination_id_is_stable_across_grids_and_spellings(tmp_path):
     shuffled = dict(reversed(list(only.items())))
     assert plan.combination_id(shuffled) == plan.combination_id(only)
     assert len(plan.combination_id(only)) == 12
+    # minus zero is zero: the same combination, the same id
+    plus = make_settings(tmp_path, {"dropout": [0.0], "l2_regularization": [0.0]}, name="p.py")
+    minus = make_settings(tmp_path, {"dropout": [-0.0], "l2_regularization": [-0.0]}, name="m.py")
+    assert plan.combination_id(plan.planned_combinations(plus)[0]) == \
+        plan.combination_id(plan.planned_combinations(minus)[0])
 
 
 @pytest.mark.parametrize("name, value", [

@@ -158,6 +158,8 @@ BAD_CONFIGS = {
     "same number spelled twice": (
         'hyperparameter_values = {"learning_rate": [1, 1.0]}',
         r"\['learning_rate'\] = \[1, 1\.0\] lists a value twice"),
+    "zero spelled twice": (
+        'hyperparameter_values = {"dropout": [0.0, -0.0]}', r"\['dropout'\] = \[0\.0, -0\.0\] lists a value twice"),
     "same layers spelled twice": (
         'hyperparameter_values = {"hidden_layers": [[2, 1], [2.0, 1.0]]}',
         r"\['hidden_layers'\] = \[\[2, 1\], \[2\.0, 1\.0\]\] lists a value twice"),
