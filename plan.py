@@ -8,6 +8,7 @@ alone: results never depend on CPU_COUNT or on the order work finishes.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import itertools
@@ -130,8 +131,12 @@ CLEAR_GAIN = 0.05              # make_tasks departs from equal shares only for a
 
 def task_cost(task: list[dict], n_features: int) -> float:
     """Modelled seconds per training row of one fused task (times the rows: seconds of the task)."""
-    p = task[0]["params"]
-    members, batch = len(task), p["batch_size"]
+    return fused_cost(task[0]["params"], len(task), any(t["params"]["dropout"] > 0 for t in task), n_features)
+
+
+def fused_cost(p: dict, members: int, dropout: bool, n_features: int) -> float:
+    """task_cost of `members` members of architecture `p`, any of them with dropout or none."""
+    batch = p["batch_size"]
     lstm = p["model"] == "lstm"
     n_in = p["lstm_hidden_size"] if lstm else n_features
     widths = [n_in] + hidden_widths(p["hidden_layers"], n_in) + [1]
@@ -143,7 +148,7 @@ def task_cost(task: list[dict], n_features: int) -> float:
         params += 4 * h * (h + 2) * layers
         step += LSTM_CELL_S * n_features * layers
         per_member += batch * LSTM_UNIT_ROW_S * n_features * 5 * h * layers
-    if any(t["params"]["dropout"] > 0 for t in task):
+    if dropout:
         units *= 1 + DROPOUT_UNIT_SHARE
     working_set = members * params * 16 / 2 ** 20
     per_member += PARAM_STEP_S * params + batch * (PARAM_ROW_S * params + UNIT_ROW_S * units)
@@ -175,14 +180,19 @@ class _Group:
         lstm = units[0][0]["params"]["model"] == "lstm"
         self.k_max = max(self.k_min, min(len(units), self.members if lstm else self.members // MIN_MEMBERS_TO_SPLIT))
         self._cuts: dict[int, tuple[list[list[dict]], list[float]]] = {}
-        self._costs: dict[tuple[int, int], float] = {}
+        # a task's modelled cost depends only on its member count and whether any drops out
+        # (the architecture is the group's): running counts make each span's cost a lookup
+        self._members_before = list(itertools.accumulate(map(len, units), initial=0))
+        self._dropouts_before = list(itertools.accumulate(
+            (any(t["params"]["dropout"] > 0 for t in unit) for unit in units), initial=0))
+        self._cost_of = functools.cache(lambda members, dropout: fused_cost(units[0][0]["params"], members,
+                                                                            dropout, n_features))
 
     def cost(self, start: int, stop: int) -> float:
-        if (start, stop) not in self._costs:
-            task = [t for unit in self.units[start:stop] for t in unit]
-            self._costs[start, stop] = (task_cost(task, self.n_features) if len(task) <= MAX_MEMBERS_PER_TASK
-                                        else math.inf)
-        return self._costs[start, stop]
+        members = self._members_before[stop] - self._members_before[start]
+        if members > MAX_MEMBERS_PER_TASK:
+            return math.inf
+        return self._cost_of(members, self._dropouts_before[stop] > self._dropouts_before[start])
 
     def cut(self, k: int) -> tuple[list[list[dict]], list[float]]:
         """k tasks of consecutive units, and their costs; the largest is as small as a local search finds."""
