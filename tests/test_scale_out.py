@@ -138,11 +138,13 @@ GRID12 = {"hidden_layers": [[1], [2, 1], [0.5]], "learning_rate": [1e-2, 1e-3], 
           "max_epochs": [160]}
 
 
-@pytest.fixture(params=["journal", "postgresql"])
+@pytest.fixture(params=["journal", "postgresql", "sqlite"])
 def shared(request, tmp_path):
-    """How the processes share the study: the run folder's journal, or --storage on PostgreSQL."""
+    """How the processes share the study: the run folder's journal, or --storage on PostgreSQL or SQLite."""
     if request.param == "journal":
         return []
+    if request.param == "sqlite":  # one machine's processes sharing a database file
+        return ["--storage", f"sqlite:///{tmp_path / 'shared.db'}", "--study", f"grid-{tmp_path.name}"]
     url = request.getfixturevalue("postgres_url")
     return ["--storage", url, "--study", f"grid-{tmp_path.name}"]
 
