@@ -104,6 +104,30 @@ def test_pruning_stops_hopeless_combinations_early(tmp_path, data_dir):
     assert all(len(t.intermediate_values) >= 1 for t in study.trials)  # every epoch reported
 
 
+@pytest.mark.parametrize("pruner", ["successive_halving", "hyperband"])
+def test_rung_based_pruners_run_end_to_end(tmp_path, data_dir, pruner):
+    """Successive halving and Hyperband judge a combination at rungs (epochs 1, 4, ...) against the others."""
+    good, hopeless = [3e-2, 2e-2, 1e-2, 5e-3], [1e-9, 2e-9, 3e-9, 5e-9]
+    config = write_config(tmp_path, data_dir, PRUNER=pruner, RERUN_COUNT=2,
+                          grid={"learning_rate": good + hopeless, "max_epochs": [10]})
+    done = run_search(config, tmp_path / "results", "--cpu-count", "1")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "results" / "small"
+    reruns = pd.read_csv(run / "reruns.csv")
+    ranking = pd.read_csv(run / "ranking.csv")
+    assert len(ranking) == 8 and (reruns.groupby("combination").size() == 2).all()
+    study = optuna.load_study(study_name="sweep", storage=_journal(run))
+    states = [t.state.name for t in study.trials]
+    assert len(states) == 8 and set(states) <= {"COMPLETE", "PRUNED"}
+    pruned = ranking[ranking["status"] == "pruned"]
+    assert len(pruned) == states.count("PRUNED") >= 1  # this space has combinations worth stopping
+    assert (pruned["p_value"] == 1.0).all()
+    epochs = reruns.groupby("learning_rate")["epochs"].max()
+    assert (epochs.loc[pruned["learning_rate"]] < 10).all()
+    assert (epochs.drop(pruned["learning_rate"]) == 10).all()
+    assert f"{8 - len(pruned)} combinations completed, {len(pruned)} pruned, 0 failed" in done.stdout
+
+
 # ------------------------------------------------------ several processes
 def _journal(run: Path):
     from study import journal_storage
