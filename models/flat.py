@@ -48,6 +48,7 @@ class FlatParameters:
         self.grad_buffer = torch.zeros(members * self.size, device=device)
         self.data_blocks, self.grad_blocks = [], []
         self.views: dict[str, torch.Tensor] = {}
+        self._storage: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> (data, grad), no autograd
         start = 0
         for names in layout:
             width = sum(sizes[name] for name in names)
@@ -61,11 +62,28 @@ class FlatParameters:
                 view = data[:, columns].view(members, *self.shapes[name]).requires_grad_()
                 view.grad = grad[:, columns].view(members, *self.shapes[name])
                 self.views[name] = view
+                self._storage[name] = (data[:, columns].view(members, *self.shapes[name]), view.grad)
                 column += sizes[name]
             start += members * width
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.views[name]
+
+    def member_leaves(self, name: str) -> list[torch.Tensor]:
+        """Each member's `name` as a tensor of its own (the same memory as its row of `self[name]`).
+
+        For a model that runs a separate kernel per member: autograd then
+        adds each member's gradient straight into its slice of the gradient
+        buffer (.grad is that slice), rather than through a [members, ...]
+        zero-filled tensor per member.
+        """
+        data, grad = self._storage[name]
+        leaves = []
+        for e in range(self.members):
+            leaf = data[e].requires_grad_()
+            leaf.grad = grad[e]
+            leaves.append(leaf)
+        return leaves
 
     def rows(self) -> torch.Tensor:
         """A copy of every member's parameters, one row each [members, size], in declaration order."""

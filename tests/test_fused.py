@@ -196,6 +196,38 @@ def test_lstm_cell_matches_torch_lstm():
         torch.testing.assert_close(ours[e], expected.squeeze(-1), rtol=1e-5, atol=1e-6)
 
 
+def test_lstm_gradients_are_torch_lstms():
+    """One training step's gradients, written into the fused model's gradient buffer, are those of
+    torch.nn.LSTM + a linear head with the same weights (each member its own)."""
+    arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])
+    model = build_model(arch, [arch, arch, arch], 7, [member_generator(s, "init") for s in (3, 4, 5)], CPU)
+    x, y = torch.randn(3, 4, 7), torch.randint(0, 2, (3, 4)).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits
+    model.train_step(x, y, None, lambda logits, target: loss(logits, target, reduction="none"))
+    for e in range(3):
+        lstm = torch.nn.LSTM(1, 5, 2, batch_first=True)
+        weight, b, _ = model.head.layers[0]
+        head = torch.nn.Linear(5, 1)
+        with torch.no_grad():
+            for k in range(2):
+                w_ih, w_hh, bias = (t[e] for t in model.layers[k])
+                getattr(lstm, f"weight_ih_l{k}").copy_(w_ih.T)
+                getattr(lstm, f"weight_hh_l{k}").copy_(w_hh.T)
+                getattr(lstm, f"bias_ih_l{k}").copy_(bias[0])
+                getattr(lstm, f"bias_hh_l{k}").zero_()
+            head.weight.copy_(weight[e])
+            head.bias.copy_(b[e, :, 0])
+        out, _ = lstm(x[e].unsqueeze(-1))
+        loss(head(out[:, -1]).squeeze(-1), y[e]).backward()
+        for k in range(2):
+            w_ih, w_hh, bias = (t.grad[e] for t in model.layers[k])
+            torch.testing.assert_close(w_ih, getattr(lstm, f"weight_ih_l{k}").grad.T, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(w_hh, getattr(lstm, f"weight_hh_l{k}").grad.T, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(bias[0], getattr(lstm, f"bias_ih_l{k}").grad, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(weight.grad[e], head.weight.grad, rtol=1e-5, atol=1e-6)
+        assert model.layers[0][1].grad[e].abs().sum() > 0
+
+
 # ---------------------------------------------------- fused == alone == torch
 MIXED = [  # members that differ in everything a fused task lets them differ in
     dict(seed=11, learning_rate=1e-2, optimizer="adam", dropout=0.0, weight_initialization="default"),
