@@ -121,11 +121,13 @@ PARAM_ROW_S = 0.059e-9         # matmuls: forward and backward, per parameter an
 UNIT_ROW_S = 3.5e-9            # activation, its backward and the bias sums, per unit and row
 DROPOUT_UNIT_SHARE = 0.44
 CACHE_PER_MIB = 0.061
-# The LSTM's cost grows with its members: its time steps are elementwise gate
-# work recorded by autograd (sigmoid, tanh), ~9x an MLP unit's. Fitted to
-# train_members at hidden 16, batch 32: ~13.5 ms a step for 6 members, ~30 for 12.
-LSTM_CELL_S = 0.05e-3          # one recorded LSTM time step's fixed cost (Python, dispatch), per layer
-LSTM_UNIT_ROW_S = 32e-9        # per gate unit (5 per hidden unit), time step and row, forward and backward
+# The LSTM's cost grows with its members: each member runs torch's LSTM kernel
+# once per layer (models/fused_lstm.py), so nothing of it is shared. Fitted to
+# FusedLSTM.train_step on one thread (hidden 16 and 32, 1 and 2 layers, batch
+# 32 and 256): ~4-6 ms a step for 6 members at hidden 16, batch 32, ~10-12 for 12;
+# within ~10% there, while hidden 64 (bigger matmuls, run faster) is overrated ~1.7x.
+LSTM_CALL_S = 0.15e-3          # one kernel call forward and backward (dispatch, autograd), per member and layer
+LSTM_UNIT_ROW_S = 9e-9         # per gate unit (5 per hidden unit), time step and row, forward and backward
 CLEAR_GAIN = 0.05              # make_tasks departs from equal shares only for a modelled gain this large
 
 
@@ -146,8 +148,7 @@ def fused_cost(p: dict, members: int, dropout: bool, n_features: int) -> float:
     if lstm:
         h, layers = p["lstm_hidden_size"], p["lstm_num_layers"]
         params += 4 * h * (h + 2) * layers
-        step += LSTM_CELL_S * n_features * layers
-        per_member += batch * LSTM_UNIT_ROW_S * n_features * 5 * h * layers
+        per_member += LSTM_CALL_S * layers + batch * LSTM_UNIT_ROW_S * n_features * 5 * h * layers
     if dropout:
         units *= 1 + DROPOUT_UNIT_SHARE
     working_set = members * params * 16 / 2 ** 20
