@@ -175,6 +175,23 @@ def test_mlp_backward_matches_autograd(activation, loss, step_path):
 
 
 # --------------------------------------------------------------------- LSTM
+def torch_lstm_of(model, e: int, layers: int = 2):
+    """Member e of a fused LSTM (no head layers) as torch.nn.LSTM + torch.nn.Linear with its weights."""
+    lstm = torch.nn.LSTM(1, model.hidden, layers, batch_first=True)
+    head = torch.nn.Linear(model.hidden, 1)
+    weight, b, _ = model.head.layers[0]
+    with torch.no_grad():
+        for k in range(layers):
+            w_ih, w_hh, bias = (t[e] for t in model.layers[k])
+            getattr(lstm, f"weight_ih_l{k}").copy_(w_ih.T)
+            getattr(lstm, f"weight_hh_l{k}").copy_(w_hh.T)
+            getattr(lstm, f"bias_ih_l{k}").copy_(bias[0])
+            getattr(lstm, f"bias_hh_l{k}").zero_()
+        head.weight.copy_(weight[e])
+        head.bias.copy_(b[e, :, 0])
+    return lstm, head
+
+
 def test_lstm_cell_matches_torch_lstm():
     arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])
     members = [arch, arch]
@@ -182,17 +199,10 @@ def test_lstm_cell_matches_torch_lstm():
     x = torch.randn(2, 4, 7)
     ours = model.forward(x, None)
     for e in range(2):
-        lstm = torch.nn.LSTM(1, 5, 2, batch_first=True)
+        lstm, head = torch_lstm_of(model, e)
         with torch.no_grad():
-            for k in range(2):
-                w_ih, w_hh, bias = (t[e] for t in model.layers[k])
-                getattr(lstm, f"weight_ih_l{k}").copy_(w_ih.T)
-                getattr(lstm, f"weight_hh_l{k}").copy_(w_hh.T)
-                getattr(lstm, f"bias_ih_l{k}").copy_(bias[0])
-                getattr(lstm, f"bias_hh_l{k}").zero_()
             out, _ = lstm(x[e].unsqueeze(-1))
-            weight, b, _ = model.head.layers[0]
-            expected = out[:, -1] @ weight[e].T + b[e, :, 0]
+            expected = head(out[:, -1])
         torch.testing.assert_close(ours[e], expected.squeeze(-1), rtol=1e-5, atol=1e-6)
 
 
@@ -205,18 +215,7 @@ def test_lstm_gradients_are_torch_lstms():
     loss = torch.nn.functional.binary_cross_entropy_with_logits
     model.train_step(x, y, None, lambda logits, target: loss(logits, target, reduction="none"))
     for e in range(3):
-        lstm = torch.nn.LSTM(1, 5, 2, batch_first=True)
-        weight, b, _ = model.head.layers[0]
-        head = torch.nn.Linear(5, 1)
-        with torch.no_grad():
-            for k in range(2):
-                w_ih, w_hh, bias = (t[e] for t in model.layers[k])
-                getattr(lstm, f"weight_ih_l{k}").copy_(w_ih.T)
-                getattr(lstm, f"weight_hh_l{k}").copy_(w_hh.T)
-                getattr(lstm, f"bias_ih_l{k}").copy_(bias[0])
-                getattr(lstm, f"bias_hh_l{k}").zero_()
-            head.weight.copy_(weight[e])
-            head.bias.copy_(b[e, :, 0])
+        lstm, head = torch_lstm_of(model, e)
         out, _ = lstm(x[e].unsqueeze(-1))
         loss(head(out[:, -1]).squeeze(-1), y[e]).backward()
         for k in range(2):
@@ -224,7 +223,7 @@ def test_lstm_gradients_are_torch_lstms():
             torch.testing.assert_close(w_ih, getattr(lstm, f"weight_ih_l{k}").grad.T, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(w_hh, getattr(lstm, f"weight_hh_l{k}").grad.T, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(bias[0], getattr(lstm, f"bias_ih_l{k}").grad, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(weight.grad[e], head.weight.grad, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model.head.layers[0][0].grad[e], head.weight.grad, rtol=1e-5, atol=1e-6)
         assert model.layers[0][1].grad[e].abs().sum() > 0
 
 

@@ -81,16 +81,24 @@ def test_ranges_with_grid_search_are_refused_with_the_key(tmp_path, data_dir):
 
 
 # ------------------------------------------------------------------- pruning
-def test_pruning_stops_hopeless_combinations_early(tmp_path, data_dir):
-    """Half the learning rates cannot learn anything in 10 epochs: the median pruner stops them."""
-    good, hopeless = [3e-2, 2e-2, 1e-2, 5e-3], [1e-9, 2e-9, 3e-9, 5e-9]
-    config = write_config(tmp_path, data_dir, PRUNER="median", RERUN_COUNT=2,
-                          grid={"learning_rate": good + hopeless, "max_epochs": [10]})
+GOOD, HOPELESS = [3e-2, 2e-2, 1e-2, 5e-3], [1e-9, 2e-9, 3e-9, 5e-9]  # the latter learn nothing in 10 epochs
+
+
+def pruned_sweep(tmp_path, data_dir, pruner: str):
+    """A sweep with `pruner` over learning rates, half of them hopeless: (search.py's run, reruns, ranking)."""
+    config = write_config(tmp_path, data_dir, PRUNER=pruner, RERUN_COUNT=2,
+                          grid={"learning_rate": GOOD + HOPELESS, "max_epochs": [10]})
     done = run_search(config, tmp_path / "results", "--cpu-count", "1")
     assert done.returncode == 0, done.stderr
     run = tmp_path / "results" / "small"
-    reruns = pd.read_csv(run / "reruns.csv")
-    ranking = pd.read_csv(run / "ranking.csv")
+    return done, pd.read_csv(run / "reruns.csv"), pd.read_csv(run / "ranking.csv")
+
+
+def test_pruning_stops_hopeless_combinations_early(tmp_path, data_dir):
+    """Half the learning rates cannot learn anything in 10 epochs: the median pruner stops them."""
+    good, hopeless = GOOD, HOPELESS
+    done, reruns, ranking = pruned_sweep(tmp_path, data_dir, "median")
+    run = tmp_path / "results" / "small"
     trained = reruns.groupby("learning_rate")["epochs"].max()
     assert (trained.loc[good] == 10).all()  # the first four finish: the pruner needs them to compare with
     assert (trained.loc[hopeless] < 10).all()
@@ -107,14 +115,8 @@ def test_pruning_stops_hopeless_combinations_early(tmp_path, data_dir):
 @pytest.mark.parametrize("pruner", ["successive_halving", "hyperband"])
 def test_rung_based_pruners_run_end_to_end(tmp_path, data_dir, pruner):
     """Successive halving and Hyperband judge a combination at rungs (epochs 1, 4, ...) against the others."""
-    good, hopeless = [3e-2, 2e-2, 1e-2, 5e-3], [1e-9, 2e-9, 3e-9, 5e-9]
-    config = write_config(tmp_path, data_dir, PRUNER=pruner, RERUN_COUNT=2,
-                          grid={"learning_rate": good + hopeless, "max_epochs": [10]})
-    done = run_search(config, tmp_path / "results", "--cpu-count", "1")
-    assert done.returncode == 0, done.stderr
+    done, reruns, ranking = pruned_sweep(tmp_path, data_dir, pruner)
     run = tmp_path / "results" / "small"
-    reruns = pd.read_csv(run / "reruns.csv")
-    ranking = pd.read_csv(run / "ranking.csv")
     assert len(ranking) == 8 and (reruns.groupby("combination").size() == 2).all()
     study = optuna.load_study(study_name="sweep", storage=_journal(run))
     states = [t.state.name for t in study.trials]
