@@ -205,18 +205,33 @@ def create_rdb(url: str, attempts: int = 5):
     """Optuna's RDBStorage; retried when several processes create its tables at the same moment.
 
     Machines started together all find an empty database and create the
-    tables at once; all but one then fail on the database's own catalog
-    constraints. A moment later the tables exist and opening succeeds.
+    tables at once; all but one then fail (PostgreSQL on its catalog
+    constraints, SQLite and MySQL with "table ... already exists"). A moment
+    later the tables exist and opening succeeds. Processes sharing a SQLite
+    file are on one machine, so they also take turns under a lock file.
     """
     from optuna.storages import RDBStorage
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    from sqlalchemy.engine import make_url
+    url_parts = make_url(url)
+    sqlite_file = url_parts.database if url_parts.get_backend_name() == "sqlite" else None
+    if not sqlite_file or sqlite_file == ":memory:" or not os.path.isdir(os.path.dirname(os.path.abspath(sqlite_file))):
+        sqlite_file = None  # nothing to share (or nowhere to open it: sqlite's own error says so)
     for attempt in range(attempts):
         try:
-            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-        except (IntegrityError, ProgrammingError):
-            if attempt == attempts - 1:
+            with _flocked(sqlite_file + ".create") if sqlite_file else contextlib.nullcontext():
+                return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except Exception as err:
+            if attempt == attempts - 1 or not _lost_table_creation_race(err):
                 raise
             time.sleep(0.5 + attempt)
+
+
+def _lost_table_creation_race(err: Exception) -> bool:
+    """Whether `err` is another process having created Optuna's tables first."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+    if isinstance(err, (IntegrityError, ProgrammingError)):
+        return True
+    return isinstance(err, OperationalError) and "already exists" in str(err)
 
 
 def redact(url: str) -> str:

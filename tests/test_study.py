@@ -132,3 +132,65 @@ def test_a_failed_combination_is_recorded_whole_and_not_claimed_again_in_this_ru
     assert trial.state == TrialState.FAIL and trial.user_attrs["error"] == "ValueError: boom"
     claims, status = a.claim_planned(CANDIDATES[:1], 1, template)
     assert claims == [] and "c00" in status.failed
+
+
+class FlakyRDBStorage:
+    """Stands in for optuna's RDBStorage: fails with `errors` in turn, then opens."""
+
+    def __init__(self, errors):
+        self.errors, self.calls = list(errors), 0
+
+    def __call__(self, url, engine_kwargs=None):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "opened"
+
+
+def test_opening_a_database_retries_when_another_process_created_the_tables_first(tmp_path, monkeypatch):
+    # what SQLite said when three processes started on one new file at once (a CI failure)
+    from sqlalchemy.exc import OperationalError
+    import study
+    race = OperationalError("CREATE TABLE trial_user_attributes", {},
+                            Exception("table trial_user_attributes already exists"))
+    flaky = FlakyRDBStorage([race, race])
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
+    monkeypatch.setattr(study.time, "sleep", lambda s: None)
+    assert study.create_rdb(f"sqlite:///{tmp_path / 'shared.db'}") == "opened"
+    assert flaky.calls == 3
+
+
+def test_opening_a_database_does_not_retry_other_errors(tmp_path, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+    import study
+    unreachable = OperationalError("connect", {}, Exception("could not connect to server"))
+    flaky = FlakyRDBStorage([unreachable])
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
+    monkeypatch.setattr(study.time, "sleep", lambda s: None)
+    with pytest.raises(OperationalError):
+        study.create_rdb("postgresql://sweep@127.0.0.1:1/sweeps")
+    assert flaky.calls == 1
+
+
+def test_processes_opening_one_new_sqlite_file_take_turns(tmp_path, monkeypatch):
+    """While one process creates the tables, another waits on the lock file beside the database."""
+    import fcntl
+    import threading
+
+    import study
+    database = tmp_path / "shared.db"
+    holder = open(str(database) + ".create", "a+")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # "another process" is creating the tables
+    released, opened = threading.Event(), []
+
+    def open_after_release(url, engine_kwargs=None):
+        return "opened" if released.is_set() else "opened while the other process was creating the tables"
+    monkeypatch.setattr(optuna.storages, "RDBStorage", open_after_release)
+    waiter = threading.Thread(target=lambda: opened.append(study.create_rdb(f"sqlite:///{database}")))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and not opened  # waiting for the lock
+    released.set()
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    waiter.join(5)
+    assert opened == ["opened"]
