@@ -65,7 +65,10 @@ def build(name: str, source: str, flags: list[str], folder: Path | None = None, 
         source_file.write_text(source)
         built = Path(scratch) / library.name
         try:
-            subprocess.run([cc, "-shared", "-fPIC", *flags, "-o", str(built), str(source_file)],
+            # libraries after the source: a linker that drops unneeded ones (--as-needed) reads in order
+            libraries = [flag for flag in flags if flag.startswith("-l")]
+            options = [flag for flag in flags if not flag.startswith("-l")]
+            subprocess.run([cc, "-shared", "-fPIC", *options, "-o", str(built), str(source_file), *libraries],
                            check=True, capture_output=True, timeout=120)
         except subprocess.CalledProcessError as err:  # the compiler's words, without the scratch folder
             err.stderr = (err.stderr or b"").replace(f"{scratch}{os.sep}".encode(), b"")
