@@ -3,13 +3,16 @@
 Each feature is one time step with one input channel (a 30-close window is a
 30-step sequence). The last hidden state goes through the same dense head as
 the MLP, with `hidden_layers` as multiples of `lstm_hidden_size`; the head is
-fused across members. The recurrence runs torch's own LSTM kernel (what
-torch.nn.LSTM calls) once per member and layer, on that member's weights: a
-whole sequence forward and backward in one C++ call each. Written out in
-torch operations and batched over members instead, each of the 30 time steps
-cost ~10 recorded operations forward and ~20 backward, and a member's step
-took 1.1-1.7 ms against ~0.6 ms for the kernel (hidden 16, batch 32, one
-thread). The layers run one at a time, so that dropout between them uses the
+fused across members. The recurrence runs in models/native.c where the C
+library builds (NativeLSTMLayer): one call per layer for every member, the
+matmuls of each time step one batched gemm over the members, the gates' sigmoid
+and tanh through glibc's vector expf; its gradients are checked against
+torch.nn.LSTM's. Elsewhere (a GPU, no C compiler, SWEEP_NATIVE=0) it runs
+torch's own LSTM kernel (what torch.nn.LSTM calls) once per member and layer.
+Measured per member and training step (hidden 16, batch 32, 30 steps, one
+thread, 6-24 members): ~0.2 ms in C, 0.3-0.55 ms through torch's kernel, and
+1.1-1.7 ms when it was written out in torch operations batched over members.
+The layers run one at a time, so that dropout between them uses the
 members' own masks (DropoutPool), as torch.nn.LSTM's internal dropout would not.
 """
 from __future__ import annotations
@@ -19,9 +22,13 @@ import math
 import torch
 
 from settings import hidden_widths
+from models import native
 from models.dropout import DropoutPool
 from models.flat import FlatParameters
 from models.fused_mlp import DenseStack
+
+
+INFERENCE_ROWS = 512  # rows per C call when predicting (no gradient): bounds the states it keeps
 
 
 class FusedLSTM:
@@ -49,6 +56,7 @@ class FusedLSTM:
                               for e in range(len(members))]
         # the kernel adds a second bias (torch.nn.LSTM's bias_hh); ours is the sum of both, so this one is zero
         self.zero_bias = torch.zeros(4 * self.hidden, device=device)
+        self.native_recurrence = native.lstm_applies(device)  # every member's layer in one C call (native.c), where it builds
         self._initialize(members, generators)
         self.max_dropout_window = max([n_features * self.hidden] + widths[1:-1])
 
@@ -68,6 +76,29 @@ class FusedLSTM:
 
     def forward(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
         """x [members, batch, steps] -> logits [members, batch]."""
+        last = self._last_native(x, dropout) if self.native_recurrence else self._last_per_member(x, dropout)
+        if dropout is not None and dropout.enabled:
+            last = last * dropout.mask(last.shape)
+        return self.head.forward(last.transpose(1, 2), dropout).squeeze(1)  # the head is feature-major
+
+    def _last_native(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
+        """The last layer's last hidden state [members, batch, hidden], every member's layer in one C call."""
+        members, batch, steps = x.shape
+        if batch > INFERENCE_ROWS and not torch.is_grad_enabled():
+            # the layer keeps every step's states and gates: predicting thousands of rows at once would
+            # hold hundreds of MB of them for nothing
+            return torch.cat([self._last_native(x[:, start:start + INFERENCE_ROWS], dropout)
+                              for start in range(0, batch, INFERENCE_ROWS)], dim=1)
+        sequence = x.transpose(1, 2).unsqueeze(-1)  # [members, steps, batch, 1]: time-major, one input channel
+        for k, (w_ih, w_hh, bias) in enumerate(self.layers):
+            sequence = native.NativeLSTMLayer.apply(sequence, w_ih, w_hh, bias)  # [members, steps, batch, hidden]
+            if k < self.n_layers - 1 and dropout is not None and dropout.enabled:
+                # the same masks as the per-member path draws, in this layout
+                sequence = sequence * dropout.mask((members, batch, steps, self.hidden)).transpose(1, 2)
+        return sequence[:, -1]
+
+    def _last_per_member(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
+        """The same through torch's LSTM kernel, one call per member and layer (a GPU, or no C library)."""
         members, batch, steps = x.shape
         start = torch.zeros(1, batch, self.hidden, device=x.device)  # h0 and c0
         sequences = [x[e].unsqueeze(-1) for e in range(members)]  # [batch, steps, 1]: one input channel per step
@@ -77,10 +108,7 @@ class FusedLSTM:
             if k < self.n_layers - 1 and dropout is not None and dropout.enabled:  # between layers, as torch.nn.LSTM does
                 mask = dropout.mask((members, batch, steps, self.hidden))
                 sequences = [sequence * mask[e] for e, sequence in enumerate(sequences)]
-        last = torch.stack([sequence[:, -1] for sequence in sequences])  # [members, batch, hidden]
-        if dropout is not None and dropout.enabled:
-            last = last * dropout.mask(last.shape)
-        return self.head.forward(last.transpose(1, 2), dropout).squeeze(1)  # the head is feature-major
+        return torch.stack([sequence[:, -1] for sequence in sequences])  # [members, batch, hidden]
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn,
                    out: torch.Tensor | None = None) -> torch.Tensor:

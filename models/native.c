@@ -60,20 +60,24 @@ int net_init(Net *net, void *gemm, int members, int layers, const int *width, in
 }
 
 /* C_e = op(A_e) op(B_e) + beta C_e for every member e, operands `stride` floats apart */
-static void gemm(const Net *net, int ta, int tb, int m, int n, int k, const float *a, int lda, long sa,
-                 const float *b, int ldb, long sb, float beta, float *c, int ldc, long sc) {
-    int members = net->members;
+static void gemm_each(gemm_batch_fn fn, int members, const float **pa, const float **pb, float **pc, int ta, int tb,
+                      int m, int n, int k, const float *a, int lda, long sa, const float *b, int ldb, long sb,
+                      float beta, float *c, int ldc, long sc) {
     float alpha = 1.0f;
     for (int e = 0; e < members; e++) {
-        net->pa[e] = a + e * sa;
-        net->pb[e] = b + e * sb;
-        net->pc[e] = c + e * sc;
+        pa[e] = a + e * sa;
+        pb[e] = b + e * sb;
+        pc[e] = c + e * sc;
     }
-    net->gemm(ROW_MAJOR, &ta, &tb, &m, &n, &k, &alpha, net->pa, &lda, net->pb, &ldb, &beta, net->pc, &ldc,
-              1, &members);
+    fn(ROW_MAJOR, &ta, &tb, &m, &n, &k, &alpha, pa, &lda, pb, &ldb, &beta, pc, &ldc, 1, &members);
 }
 
-/* 16 independent running sums the compiler keeps in one vector register */
+static void gemm(const Net *net, int ta, int tb, int m, int n, int k, const float *a, int lda, long sa,
+                 const float *b, int ldb, long sb, float beta, float *c, int ldc, long sc) {
+    gemm_each(net->gemm, net->members, net->pa, net->pb, net->pc, ta, tb, m, n, k, a, lda, sa, b, ldb, sb, beta,
+              c, ldc, sc);
+}
+
 static float row_sum(const float *p, int n) {
     float lane[16] = {0};
     int i = 0;
@@ -294,5 +298,121 @@ void net_train_block(const Net *net, const float *x, long xs_e, long xs_f, long 
                  scale, offsets != NULL ? offsets + (long)s * hidden : NULL);
         optim_step(net->members, blocks, block_width, p, g, a, v, rules, first_step + s, constants[0], constants[1],
                    constants[2], constants[3], constants[4], constants[5], constants[6]);
+    }
+}
+
+/* ------------------------------------------------------------------ LSTM layer
+   One LSTM layer over a whole sequence for every member, forward and backward (models/fused_lstm.py's
+   NativeLSTMLayer), computing what torch.lstm computes with torch's gate order (input, forget, cell,
+   output) and a single bias. The recurrence's matmuls are one batched gemm over the members per time
+   step; torch's kernel runs ~10 operations per step for one member at a time.
+   Layouts, all float32 and contiguous within a member:
+     x     [members, steps, batch, n_in]        (member stride steps * batch * n_in)
+     w_ih  [members, n_in, 4H], w_hh [members, H, 4H], bias [members, 4H]  (member strides given)
+     hs    [members, steps + 1, batch, H]       hidden states, hs[:, 0] = 0 (h0)
+     cs    [members, steps + 1, batch, H]       cell states, cs[:, 0] = 0 (c0)
+     acts  [members, steps, batch, 4H]          the gates after their activations */
+
+/* glibc's vector expf (libmvec): with this declaration the compiler turns the gate loops below into
+   8- or 16-wide calls; a scalar expf per gate was most of the layer's time. IEEE results (NaN spreads). */
+float expf(float) __attribute__((simd("notinbranch")));
+
+static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
+static inline float tanh_via_exp(float v) { return 2.0f / (1.0f + expf(-2.0f * v)) - 1.0f; }
+
+/* one row of one time step: the gates' activations (in place) and the next cell and hidden state */
+static void lstm_cell_row(int hidden, float *restrict a, const float *restrict b, const float *restrict c_prev,
+                          float *restrict c_next, float *restrict h_next) {
+    for (int j = 0; j < 4 * hidden; j++) {
+        float v = a[j] + b[j];
+        a[j] = (j >= 2 * hidden && j < 3 * hidden) ? tanh_via_exp(v) : sigmoidf(v);
+    }
+    for (int j = 0; j < hidden; j++) {
+        float c = a[hidden + j] * c_prev[j] + a[j] * a[2 * hidden + j];
+        c_next[j] = c;
+        h_next[j] = a[3 * hidden + j] * tanh_via_exp(c);
+    }
+}
+
+void lstm_forward(void *gemm_fn, int members, int steps, int batch, int n_in, int hidden, const float *x,
+                  const float *w_ih, long sw_ih, const float *w_hh, long sw_hh, const float *bias, long sb,
+                  float *hs, float *cs, float *acts, const float **pa, const float **pb, float **pc) {
+    gemm_batch_fn fn = (gemm_batch_fn)gemm_fn;
+    int g4 = 4 * hidden;
+    long sx = (long)steps * batch * n_in, sh = (long)(steps + 1) * batch * hidden, sa = (long)steps * batch * g4;
+    for (int t = 0; t < steps; t++) {
+        float *a_t = acts + (long)t * batch * g4;
+        /* pre-activations: x_t W_ih + h_t W_hh (then the bias, in lstm_cell_row) */
+        gemm_each(fn, members, pa, pb, pc, NO_TRANS, NO_TRANS, batch, g4, n_in, x + (long)t * batch * n_in, n_in, sx,
+                  w_ih, g4, sw_ih, 0.0f, a_t, g4, sa);
+        gemm_each(fn, members, pa, pb, pc, NO_TRANS, NO_TRANS, batch, g4, hidden, hs + (long)t * batch * hidden, hidden,
+                  sh, w_hh, g4, sw_hh, 1.0f, a_t, g4, sa);
+        for (int e = 0; e < members; e++) {
+            long at = e * sh + (long)t * batch * hidden, next = at + (long)batch * hidden;
+            for (int r = 0; r < batch; r++)
+                lstm_cell_row(hidden, a_t + e * sa + (long)r * g4, bias + e * sb, cs + at + (long)r * hidden,
+                              cs + next + (long)r * hidden, hs + next + (long)r * hidden);
+        }
+    }
+}
+
+/* one row of one time step backward: the gates' pre-activation gradients, and dh, dc carried back */
+static void lstm_cell_row_backward(int hidden, const float *restrict a, const float *restrict c_prev,
+                                   const float *restrict c_next, const float *restrict dy, float *restrict dh,
+                                   float *restrict dc, float *restrict d) {
+    for (int j = 0; j < hidden; j++) {
+        float i = a[j], f = a[hidden + j], g = a[2 * hidden + j], o = a[3 * hidden + j];
+        float dh_t = dh[j] + dy[j];
+        float tc = tanh_via_exp(c_next[j]);
+        float dcell = dc[j] + dh_t * o * (1.0f - tc * tc);
+        d[j] = dcell * g * i * (1.0f - i);
+        d[hidden + j] = dcell * c_prev[j] * f * (1.0f - f);
+        d[2 * hidden + j] = dcell * i * (1.0f - g * g);
+        d[3 * hidden + j] = dh_t * tc * o * (1.0f - o);
+        dc[j] = dcell * f;
+    }
+}
+
+/* Backward through time. dy [members, steps, batch, H] is the loss's gradient for every output h_1..h_T.
+   Writes dx (same layout as x), dw_ih [members, n_in, 4H], dw_hh [members, H, 4H], db [members, 4H]
+   (all contiguous, overwritten). Scratch: dgates like acts, dh and dc [members, batch, H]. */
+void lstm_backward(void *gemm_fn, int members, int steps, int batch, int n_in, int hidden, const float *x,
+                   const float *w_ih, long sw_ih, const float *w_hh, long sw_hh, const float *hs, const float *cs,
+                   const float *acts, const float *dy, float *dgates, float *dh, float *dc, float *dx, float *dw_ih,
+                   float *dw_hh, float *db, const float **pa, const float **pb, float **pc) {
+    gemm_batch_fn fn = (gemm_batch_fn)gemm_fn;
+    int g4 = 4 * hidden;
+    long sx = (long)steps * batch * n_in, sh = (long)(steps + 1) * batch * hidden, sa = (long)steps * batch * g4;
+    long rows = (long)steps * batch, state = (long)batch * hidden;
+    for (long n = 0; n < members * state; n++) { dh[n] = 0.0f; dc[n] = 0.0f; }
+    for (int t = steps - 1; t >= 0; t--) {
+        for (int e = 0; e < members; e++) {
+            long at = e * sh + (long)t * state;
+            for (int r = 0; r < batch; r++) {
+                long n = (long)r * hidden;
+                lstm_cell_row_backward(hidden, acts + e * sa + ((long)t * batch + r) * g4, cs + at + n,
+                                       cs + at + state + n, dy + e * rows * hidden + (long)t * state + n,
+                                       dh + e * state + n, dc + e * state + n,
+                                       dgates + e * sa + ((long)t * batch + r) * g4);
+            }
+        }
+        if (t > 0)  /* dh_{t-1} = dgates_t W_hh^T (h0 is a constant) */
+            gemm_each(fn, members, pa, pb, pc, NO_TRANS, TRANS, batch, hidden, g4, dgates + (long)t * batch * g4, g4, sa,
+                      w_hh, g4, sw_hh, 0.0f, dh, hidden, state);
+    }
+    /* the weights' gradients over all steps at once: dW_hh = H_prev^T dG, dW_ih = X^T dG; dx = dG W_ih^T */
+    gemm_each(fn, members, pa, pb, pc, TRANS, NO_TRANS, hidden, g4, (int)rows, hs, hidden, sh, dgates, g4, sa, 0.0f,
+              dw_hh, g4, (long)hidden * g4);
+    gemm_each(fn, members, pa, pb, pc, TRANS, NO_TRANS, n_in, g4, (int)rows, x, n_in, sx, dgates, g4, sa, 0.0f,
+              dw_ih, g4, (long)n_in * g4);
+    gemm_each(fn, members, pa, pb, pc, NO_TRANS, TRANS, (int)rows, n_in, g4, dgates, g4, sa, w_ih, g4, sw_ih, 0.0f,
+              dx, n_in, sx);
+    for (int e = 0; e < members; e++) {
+        float *b = db + (long)e * g4;
+        for (int j = 0; j < g4; j++) b[j] = 0.0f;
+        for (long r = 0; r < rows; r++) {
+            const float *d = dgates + e * sa + r * g4;
+            for (int j = 0; j < g4; j++) b[j] += d[j];
+        }
     }
 }

@@ -1,4 +1,5 @@
-"""Fused MLP training in a small C library (models/native.c): a step, the optimizer, or a block of both per call.
+"""Fused training in a small C library (models/native.c): the MLP's step, the optimizer, or a block of both per
+call, and the LSTM's layers (NativeLSTMLayer).
 
 Why: a fused step of the reference sweep's MLP is ~45 torch operations on
 small tensors plus ~40 optimizer kernel calls, each costing a few
@@ -13,11 +14,12 @@ architecture's step 0.86-0.99 -> ~0.56 ms, the small one's 0.32-0.44 ->
 ~0.21 ms, optimizer included.
 
 The step applies where it can: a CPU device, float32, the activations relu,
-leaky_relu and tanh, the bce loss, a torch built with MKL on Linux, and a C
+leaky_relu and tanh, the bce loss (the LSTM's layers: any CPU LSTM), a torch
+built with MKL on Linux with glibc's vector math library (libmvec), and a C
 compiler the first time (the library is compiled once per machine into the
 user's cache folder, cbuild.py). Everything else, and everyone with
 SWEEP_NATIVE=0 in the environment, trains through the torch operations in
-fused_mlp.py and fused_optim.py, which compute the same thing;
+fused_mlp.py, fused_optim.py and fused_lstm.py, which compute the same thing;
 tests/test_native.py and tests/test_fused.py check them against each other.
 """
 from __future__ import annotations
@@ -67,12 +69,12 @@ def library() -> tuple[ctypes.CDLL, int] | None:
         return None
     try:
         # -fno-math-errno lets sqrtf vectorize; it changes no result, only errno
-        flags = ["-O3", "-march=native", "-fno-math-errno", "-lm"]
+        flags = ["-O3", "-march=native", "-fno-math-errno", "-lmvec", "-lm"]
         path = cbuild.build("native_mlp", SOURCE.read_text(), flags, for_this_cpu=True)
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as err:
         global build_note
-        build_note = (f"note: building the fused MLP's C training step failed ({cbuild.failure(err)}); training runs through "
+        build_note = (f"note: building the C training step failed ({cbuild.failure(err)}); training runs through "
                       f"torch operations instead (the reference sweep takes ~1.4x as long). Install a C compiler "
                       f"(e.g. `apt install gcc`) to get it, or set {OPT_OUT}=0 to silence this note.")
         return None
@@ -88,6 +90,12 @@ def library() -> tuple[ctypes.CDLL, int] | None:
     lib.net_train_block.argtypes = [_P, _P, ctypes.c_long, ctypes.c_long, ctypes.c_long, _P, ctypes.c_long,
                                     ctypes.c_int, ctypes.c_int, _P, ctypes.c_long, _P, ctypes.c_long, _P, _P,
                                     ctypes.c_int, _P, _P, _P, _P, _P, _P, ctypes.c_long, _P]
+    sizes = [ctypes.c_int] * 5  # members, steps, batch, n_in, hidden
+    lib.lstm_forward.restype = None
+    lib.lstm_forward.argtypes = [_P, *sizes, _P, _P, ctypes.c_long, _P, ctypes.c_long, _P, ctypes.c_long,
+                                 _P, _P, _P, _P, _P, _P]
+    lib.lstm_backward.restype = None
+    lib.lstm_backward.argtypes = [_P, *sizes, _P, _P, ctypes.c_long, _P, ctypes.c_long, *[_P] * 14]
     return lib, gemm
 
 
@@ -100,6 +108,59 @@ def applies(arch: dict, device: torch.device) -> bool:
     """Whether members of `arch` train through the C step here."""
     return (device.type == "cpu" and arch["activation"] in ACTIVATION_CODES and arch["loss_function"] == "bce"
             and len(arch["hidden_layers"]) + 1 <= MAX_LAYERS and library() is not None)
+
+
+def lstm_applies(device: torch.device) -> bool:
+    """Whether an LSTM's layers run through native.c's batched LSTM here (else torch's kernel, member by member)."""
+    return device.type == "cpu" and library() is not None
+
+
+def _member_rows(w: torch.Tensor) -> torch.Tensor:
+    """`w` [members, ...] with each member's values contiguous (the member stride may be anything)."""
+    inner = w[0]
+    return w if inner.is_contiguous() and w.dtype == torch.float32 else w.contiguous().float()
+
+
+class NativeLSTMLayer(torch.autograd.Function):
+    """One LSTM layer over whole sequences for every member at once (native.c's lstm_forward and lstm_backward).
+
+    x [members, steps, batch, n_in], w_ih [members, n_in, 4H], w_hh [members, H, 4H], bias [members, 1, 4H]
+    -> outputs [members, steps, batch, H]; torch.lstm's gates and gate order with one bias and zero h0/c0.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w_ih, w_hh, bias):
+        lib, gemm = library()
+        x, w_ih, w_hh, bias = (_member_rows(t) for t in (x.contiguous(), w_ih, w_hh, bias))
+        members, steps, batch, n_in = x.shape
+        hidden = w_hh.shape[1]
+        hs = torch.zeros(members, steps + 1, batch, hidden)
+        cs = torch.zeros_like(hs)
+        acts = torch.empty(members, steps, batch, 4 * hidden)
+        pointers = torch.empty(3, members, dtype=torch.int64)  # the batched gemm's per-member operand addresses
+        lib.lstm_forward(gemm, members, steps, batch, n_in, hidden, x.data_ptr(), w_ih.data_ptr(), w_ih.stride(0),
+                         w_hh.data_ptr(), w_hh.stride(0), bias.data_ptr(), bias.stride(0), hs.data_ptr(),
+                         cs.data_ptr(), acts.data_ptr(), *(p.data_ptr() for p in pointers))
+        ctx.tensors = (x, w_ih, w_hh, hs, cs, acts, pointers)
+        return hs[:, 1:]
+
+    @staticmethod
+    def backward(ctx, dy):
+        lib, gemm = library()
+        x, w_ih, w_hh, hs, cs, acts, pointers = ctx.tensors
+        members, steps, batch, n_in = x.shape
+        hidden = w_hh.shape[1]
+        dy = dy.contiguous()
+        dgates = torch.empty_like(acts)
+        dh, dc = torch.empty(members, batch, hidden), torch.empty(members, batch, hidden)
+        dx = torch.empty_like(x)
+        dw_ih, dw_hh = torch.empty(members, n_in, 4 * hidden), torch.empty(members, hidden, 4 * hidden)
+        db = torch.empty(members, 1, 4 * hidden)
+        lib.lstm_backward(gemm, members, steps, batch, n_in, hidden, x.data_ptr(), w_ih.data_ptr(), w_ih.stride(0),
+                          w_hh.data_ptr(), w_hh.stride(0), hs.data_ptr(), cs.data_ptr(), acts.data_ptr(),
+                          dy.data_ptr(), dgates.data_ptr(), dh.data_ptr(), dc.data_ptr(), dx.data_ptr(),
+                          dw_ih.data_ptr(), dw_hh.data_ptr(), db.data_ptr(), *(p.data_ptr() for p in pointers))
+        return dx, dw_ih, dw_hh, db
 
 
 class _Rule(ctypes.Structure):

@@ -27,9 +27,11 @@ def hp(**changes) -> dict:
 
 @pytest.fixture(params=["C step", "torch operations"])
 def step_path(request, monkeypatch):
-    """Run a test through each of the MLP's two step implementations (models/native.py, models/fused_mlp.py)."""
+    """Run a test through each of the two step implementations: models/native.py's C (the MLP's step, the
+    LSTM's layers) and the torch operations (models/fused_mlp.py; torch's LSTM kernel per member)."""
     if request.param == "torch operations":
         monkeypatch.setattr(native, "applies", lambda arch, device: False)
+        monkeypatch.setattr(native, "lstm_applies", lambda device: False)
     elif native.library() is None:
         if os.environ.get("CI"):
             pytest.fail("CI machines have gcc and torch's MKL; the C step must build there")
@@ -192,7 +194,7 @@ def torch_lstm_of(model, e: int, layers: int = 2):
     return lstm, head
 
 
-def test_lstm_cell_matches_torch_lstm():
+def test_lstm_cell_matches_torch_lstm(step_path):
     arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])
     members = [arch, arch]
     model = build_model(arch, members, 7, [member_generator(s, "init") for s in (3, 4)], CPU)
@@ -206,7 +208,7 @@ def test_lstm_cell_matches_torch_lstm():
         torch.testing.assert_close(ours[e], expected.squeeze(-1), rtol=1e-5, atol=1e-6)
 
 
-def test_lstm_gradients_are_torch_lstms():
+def test_lstm_gradients_are_torch_lstms(step_path):
     """One training step's gradients, written into the fused model's gradient buffer, are those of
     torch.nn.LSTM + a linear head with the same weights (each member its own)."""
     arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])

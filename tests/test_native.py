@@ -69,6 +69,31 @@ def test_c_step_trains_as_the_torch_operations_do(activation, dropouts, c_step, 
     assert torch.equal(predict(fast, x, 0.5), predict(slow, x, 0.5))
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_c_lstm_trains_as_torchs_lstm_kernel_does(layers, c_step, monkeypatch):
+    """Two epochs of an LSTM (dropout between its layers and before the head) both ways: the C layer
+    batched over members (native.c) and torch's own LSTM kernel member by member."""
+    arch = {**HYPERPARAMETER_DEFAULTS, "model": "lstm", "lstm_hidden_size": 6, "lstm_num_layers": layers,
+            "hidden_layers": [1], "batch_size": 16, "max_epochs": 2}
+    x, y = data()
+    members = members_of(arch)
+    fast, fast_loss, _, _ = train_members(arch, members, x, y, CPU)
+    with monkeypatch.context() as patch:
+        patch.setattr(native, "lstm_applies", lambda device: False)
+        slow, slow_loss, _, _ = train_members(arch, members, x, y, CPU)
+    assert fast.native_recurrence and not slow.native_recurrence  # each way really ran
+    torch.testing.assert_close(fast.params.rows(), slow.params.rows(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.as_tensor(fast_loss), torch.as_tensor(slow_loss), rtol=1e-5, atol=1e-6)
+    assert torch.equal(predict(fast, x, 0.5), predict(slow, x, 0.5))
+    # predicting many rows, which the C layer takes in chunks: the same logits as torch's kernel gives
+    rows = torch.randn(4, 1100, 7)
+    with torch.no_grad():
+        chunked = fast.forward(rows, None)
+        fast.native_recurrence = False
+        whole = fast.forward(rows, None)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
 def test_c_step_takes_rows_in_either_layout(c_step):
     """train_members passes feature-major gathers; a [members, batch, features] tensor as it lies works too."""
     arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2, 1], "batch_size": 8}
