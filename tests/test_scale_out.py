@@ -96,16 +96,15 @@ def pruned_sweep(tmp_path, data_dir, pruner: str):
 
 def test_pruning_stops_hopeless_combinations_early(tmp_path, data_dir):
     """Half the learning rates cannot learn anything in 10 epochs: the median pruner stops them."""
-    good, hopeless = GOOD, HOPELESS
     done, reruns, ranking = pruned_sweep(tmp_path, data_dir, "median")
     run = tmp_path / "results" / "small"
     trained = reruns.groupby("learning_rate")["epochs"].max()
-    assert (trained.loc[good] == 10).all()  # the first four finish: the pruner needs them to compare with
-    assert (trained.loc[hopeless] < 10).all()
+    assert (trained.loc[GOOD] == 10).all()  # the first four finish: the pruner needs them to compare with
+    assert (trained.loc[HOPELESS] < 10).all()
     full = len(reruns) * 10
     assert reruns["epochs"].sum() <= 0.7 * full, reruns[["learning_rate", "epochs"]]
     pruned = ranking[ranking["status"] == "pruned"]
-    assert set(pruned["learning_rate"]) == set(hopeless) and (pruned["p_value"] == 1.0).all()
+    assert set(pruned["learning_rate"]) == set(HOPELESS) and (pruned["p_value"] == 1.0).all()
     assert "4 combinations completed, 4 pruned, 0 failed" in done.stdout
     study = optuna.load_study(study_name="sweep", storage=_journal(run))
     assert sum(t.state.name == "PRUNED" for t in study.trials) == 4
