@@ -223,9 +223,27 @@ def test_a_killed_process_loses_its_combinations_to_the_others(tmp_path, data_di
     while time.monotonic() < deadline and not victims_holds():
         time.sleep(0.3)
     assert victims_holds(), "the first process never claimed anything"
+    def victims_unfinished_holds() -> set:
+        # the heartbeat record is as of the last beat (every timeout / 4), so it can still list combinations
+        # the victim has finished since: only those without a trial count as held
+        try:
+            recorded = {t.user_attrs.get("combination") for t in _trials(shared, run, name)
+                        if t.state.name == "COMPLETE"}
+        except (KeyError, FileNotFoundError, ValueError):
+            recorded = set()
+        return victims_holds() - recorded
+
     others = [_start(config, tmp_path / "results", *shared, host=f"machine-{m}") for m in "bc"]
     time.sleep(1.0)
-    held = victims_holds()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        # frozen while we look, so that what it holds unfinished is still unfinished when it is killed
+        os.killpg(victim.pid, signal.SIGSTOP)
+        if held := victims_unfinished_holds():
+            break
+        os.killpg(victim.pid, signal.SIGCONT)
+        time.sleep(0.1)
+    assert held, "the first process never held an unfinished combination"
     os.killpg(victim.pid, signal.SIGKILL)  # the machine is gone: no goodbye, no release
     victim.wait()
     outputs = [p.communicate(timeout=600) for p in others]
