@@ -218,11 +218,6 @@ def test_a_killed_process_loses_its_combinations_to_the_others(tmp_path, data_di
             return set()  # the study does not exist yet
         return {cid for who, r in records.items() if who.startswith("machine-a") for cid in r.get("holds", ())}
 
-    victim = _start(config, tmp_path / "results", *shared, host="machine-a")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not victims_holds():
-        time.sleep(0.3)
-    assert victims_holds(), "the first process never claimed anything"
     def victims_unfinished_holds() -> set:
         # the heartbeat record is as of the last beat (every timeout / 4), so it can still list combinations
         # the victim has finished since: only those without a trial count as held
@@ -233,6 +228,11 @@ def test_a_killed_process_loses_its_combinations_to_the_others(tmp_path, data_di
             recorded = set()
         return victims_holds() - recorded
 
+    victim = _start(config, tmp_path / "results", *shared, host="machine-a")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not victims_holds():
+        time.sleep(0.3)
+    assert victims_holds(), "the first process never claimed anything"
     others = [_start(config, tmp_path / "results", *shared, host=f"machine-{m}") for m in "bc"]
     time.sleep(1.0)
     deadline = time.monotonic() + 60

@@ -193,4 +193,5 @@ def test_processes_opening_one_new_sqlite_file_take_turns(tmp_path, monkeypatch)
     released.set()
     fcntl.flock(holder, fcntl.LOCK_UN)
     waiter.join(5)
+    holder.close()
     assert opened == ["opened"]
