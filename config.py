@@ -42,23 +42,26 @@ hyperparameter_values = {
 
 EXPLORE_ALL_COMBINATIONS = True      # True: the full grid. False: NUMBER_OF_COMBINATIONS_TO_TRY random ones
 NUMBER_OF_COMBINATIONS_TO_TRY = 20   # random search budget; each combination is tried at most once
-RERUN_COUNT = 3                      # trainings per combination, each with its own seed; the median is ranked
+RERUN_COUNT = 3                      # trainings per combination, each with its own seed; their predictions are pooled
 CPU_COUNT = None                     # worker processes; None uses every core
 PREDICTION_THRESHOLD = 0.5           # predict "up" when the model's probability is at least this
 SEED = 0                             # same SEED, same results, whatever CPU_COUNT
 DEVICE = "auto"                      # auto (a GPU if there is one), cpu, or cuda
-P_VALUE_TEST = "binomial"            # binomial (precision vs the base rate), or fisher (one-sided exact test)
+P_VALUE_TEST = "binomial"            # the extra p_value_independent_rows column: binomial, or fisher (one-sided exact test)
 
 SELECTION = "validation"             # rank on the train file's recent tail, confirm the best on the test file once;
                                      # "test" ranks directly on the test file (then its p-values are not out-of-sample)
 VALIDATION_FRACTION = 0.2            # the last 20% of the train file's rows (it is in time order) rank the combinations
 VALIDATION_FOLDS = 1                 # >1: walk-forward folds over that tail (more robust, that many times the work)
 CONFIRM_TOP_K = 5                    # how many of the best are retrained on all of train and tested on the test file
-FALSE_DISCOVERY_RATE = 0.05          # 'significant' in ranking.csv: Benjamini-Hochberg q-value at most this
-PERMUTATIONS = 1000                  # label permutations for the winner's family-wise p-value (0 to skip)
-PERMUTATION_BLOCK_LENGTH = 50        # rows moved together, keeping neighbouring days' shared market moves intact
+LABEL_HORIZON = 10                   # trading days a label looks ahead: training rows within it of an evaluated date are purged
+EMBARGO_DAYS = 2                     # weekdays purged beyond the horizon (market holidays stretch it)
+SIGNIFICANCE_LEVEL = 0.05            # the verdict: "confirmed" when the winner's test p-value is at most this
+FALSE_DISCOVERY_RATE = 0.05          # significant_fdr in ranking.csv: Benjamini-Hochberg q-value at most this
+PERMUTATIONS = 1000                  # label orders of the block permutation test (p-values down to 1/1001)
+PERMUTATION_BLOCK_LENGTH = None      # files without dates only: rows per block (None: a twentieth of the rows)
 
-TRAIN_CSV = "example_data/train.csv"     # rows: features..., 0/1 label; no header
-TEST_CSV = "example_data/test.csv"       # same format; the ranking is computed on this set
+TRAIN_CSV = "example_data/train.csv"     # header date,ticker,features...,label (or D.AT rows: features..., label)
+TEST_CSV = "example_data/test.csv"       # same format, later dates; the winner is tested once on it
 LATEST_CSV = "example_data/latest.csv"   # rows: ticker, features...; scored by the winner
 RESULTS_DIR = "results"                  # each run writes RESULTS_DIR/<config name>/

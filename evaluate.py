@@ -23,7 +23,7 @@ from scipy import special
 
 import preload
 from settings import HYPERPARAMETERS
-from significance import bh_q_values, holm_adjusted
+from significance import bh_q_values, family_wise_p_values
 
 COUNT_COLUMNS = ["tp", "fp", "tn", "fn"]
 
@@ -73,57 +73,59 @@ def score_counts(tp, fp, tn, fn, hopeless, test: str = "binomial"):
     return precision, np.where(np.asarray(hopeless, dtype=bool), 1.0, p), positive_rate
 
 
-def score_reruns(reruns: pd.DataFrame, test: str = "binomial") -> pd.DataFrame:
-    """Add precision, p_value and positive_rate columns to per-training counts (see score_counts)."""
-    out = reruns.copy()
-    hopeless = out["diverged"].astype(bool)
-    if "status" in out:
-        hopeless |= out["status"] == "pruned"
-    out["precision"], out["p_value"], out["positive_rate"] = score_counts(
-        out["tp"], out["fp"], out["tn"], out["fn"], hopeless, test)
-    return out
+RANKING_COLUMNS = ["rank", "combination", *HYPERPARAMETERS, "p_value", "q_value", "significant_fdr",
+                   "p_value_family_wise", "p_value_independent_rows", "precision", "positive_rate",
+                   *COUNT_COLUMNS, "reruns", "diverged", "seconds", "status", "epochs"]
 
 
-def rank_combinations(reruns: pd.DataFrame, false_discovery_rate: float = 0.05) -> pd.DataFrame:
-    """One row per combination: medians over its reruns, sorted by p_value.
+def rank_combinations(reruns: pd.DataFrame, counts: dict, orders: int,
+                      false_discovery_rate: float = 0.05) -> pd.DataFrame:
+    """One row per combination, sorted by its block permutation p-value.
 
-    Ties (equal median p-values, common when several combinations predict
-    nothing and get p = 1) are broken by higher median precision, then more
-    true positives (more evidence), then the combination id, so the order is
-    the same on every run.
+    reruns: one row per training (reruns.csv). counts: combination -> its
+    row of PermutationTest.counts (None when pruned: p = 1); orders: how many
+    label orders the test has. The counts are the reruns' own, summed over
+    those that did not diverge, and the precision is tp / (tp + fp) of those
+    sums (empty when nothing was predicted). Ties (equal p-values, common at
+    the smallest p-value the test can give and at p = 1) are broken by the
+    independent-rows p-value, then higher precision, then more true
+    positives, then the combination id, so the order is the same on every run.
     """
     if reruns.empty:
-        return pd.DataFrame(columns=["rank", "combination", *HYPERPARAMETERS, "p_value", "p_value_holm", "q_value",
-                                     "significant", "precision", "positive_rate", *COUNT_COLUMNS, "reruns",
-                                     "diverged", "seconds", "status", "epochs"])
+        return pd.DataFrame(columns=RANKING_COLUMNS)
     grouped = reruns.groupby("combination", sort=False)
     table = grouped[list(HYPERPARAMETERS)].first()
-    medians = grouped[["p_value", "precision", *COUNT_COLUMNS]].median()
-    table = table.join(medians)
+    diverged = reruns["diverged"].astype(bool)
+    pooled = reruns[~diverged].groupby("combination")[COUNT_COLUMNS].sum()
+    pooled = pooled.reindex(table.index, fill_value=0).astype(np.int64)
+    matrix = np.stack([np.full(orders, orders) if counts.get(cid) is None else counts[cid] for cid in table.index])
+    table["p_value"] = matrix[:, 0] / orders
+    table["q_value"] = bh_q_values(table["p_value"].to_numpy())
+    table["significant_fdr"] = table["q_value"] <= false_discovery_rate
+    table["p_value_family_wise"] = family_wise_p_values(matrix)
+    table["p_value_independent_rows"] = grouped["p_value_independent_rows"].median()
+    predicted = pooled["tp"] + pooled["fp"]
+    table["precision"] = (pooled["tp"] / predicted.where(predicted > 0)).astype(float)
     table["positive_rate"] = grouped["positive_rate"].first()
+    table[COUNT_COLUMNS] = pooled
     table["reruns"] = grouped.size()
-    table["diverged"] = grouped["diverged"].sum().astype(int)
+    table["diverged"] = diverged.groupby(reruns["combination"], sort=False).sum().astype(int)
     table["seconds"] = grouped["seconds"].sum()
-    if "status" in reruns:  # "pruned" when the pruner stopped it; older run folders have no such column
+    if "status" in reruns:  # "pruned" when the pruner stopped it
         pruned = (reruns["status"] == "pruned").groupby(reruns["combination"], sort=False).any()
         table["status"] = np.where(pruned.loc[table.index], "pruned", "completed")
         table["epochs"] = grouped["epochs"].median()
     table = table.reset_index()
-    table = table.sort_values(["p_value", "precision", "tp", "combination"],
-                              ascending=[True, False, False, True], na_position="last", kind="mergesort")
+    table = table.sort_values(["p_value", "p_value_independent_rows", "precision", "tp", "combination"],
+                              ascending=[True, True, False, False, True], na_position="last", kind="mergesort")
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    # corrections across every combination of the run, on the median p-values
-    at = table.columns.get_loc("p_value") + 1
-    table.insert(at, "p_value_holm", holm_adjusted(table["p_value"]))
-    table.insert(at + 1, "q_value", bh_q_values(table["p_value"]))
-    table.insert(at + 2, "significant", table["q_value"] <= false_discovery_rate)
-    return table.reset_index(drop=True)
+    return table.reindex(columns=[c for c in RANKING_COLUMNS if c in table]).reset_index(drop=True)
 
 
 def label_sources(ranking, selection: str, confirmation):
-    """Say which data set each p-value comes from: p_value_validation, p_value_test, ranked_on."""
+    """Say which data set each p-value comes from: ranked_on, p_value_validation, p_value_test."""
     ranking = ranking.copy()
-    at = ranking.columns.get_loc("p_value") + 1
+    at = ranking.columns.get_loc("p_value_family_wise") + 1
     ranking.insert(at, "ranked_on", selection)
     if selection == "test":
         ranking.insert(at + 1, "p_value_validation", np.nan)
@@ -142,18 +144,9 @@ def print_ranking(ranking: pd.DataFrame, top: int = 10, file=sys.stdout) -> None
         print(ranking[columns].head(top).to_string(index=False), file=file)
 
 
-def _run_false_discovery_rate(run: Path) -> float:
-    """FALSE_DISCOVERY_RATE of the config copy the run saved (its paths need not exist here)."""
-    from settings import ConfigError, load_settings
-    try:
-        return load_settings(run / "config.py").false_discovery_rate
-    except ConfigError:
-        return 0.05
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        description="Re-rank a finished or running sweep from its reruns.csv, or compare two sweeps "
+        description="Rank a finished or running sweep again from its study, or compare two sweeps "
                     "(rank agreement, biggest rank changes, config differences) with --compare.")
     parser.add_argument("run", nargs="?", help="the run's results folder, e.g. results/config")
     parser.add_argument("--storage", metavar="URL",
@@ -171,7 +164,8 @@ def main(argv=None) -> int:
     if args.storage is not None or args.study is not None:
         if args.storage is None or args.study is None or args.run is not None or args.compare is not None:
             parser.error("rank a shared study with both --storage URL and --study NAME (and no run folder)")
-        return _rank_study(args.storage, args.study, Path(args.results), args.top)
+        return _rank_study(args.storage, args.study,
+                           Path(args.results) / args.study.replace("/", "_").replace(":", "_"), args.top)
     if args.compare is not None and args.run is not None:
         parser.error("give either a run folder to re-rank or --compare RUN_A RUN_B, not both")
     if args.compare is None and args.run is None:
@@ -185,70 +179,98 @@ def main(argv=None) -> int:
             return 2
         print_comparison(result)
         return 0
-    path = Path(args.run) / "reruns.csv"
-    if not path.is_file():
-        print(f"error: {path} does not exist. Pass a run folder written by search.py, "
-              f"such as results/config.", file=sys.stderr)
-        return 2
-    from results import read_reruns, write_csv  # noqa: E402 (keeps `import evaluate` light)
-    reruns = read_reruns(path)
-    reruns["positive_rate"] = (reruns["tp"] + reruns["fn"]) / reruns[COUNT_COLUMNS].sum(axis=1)
     run = Path(args.run)
     if args.predict is not None:
         return _predict(run, args.predict, args.top)
-    ranking = rank_combinations(reruns, _run_false_discovery_rate(run))
-    confirmation = pd.read_csv(run / "confirmation.csv", dtype={"combination": str}) \
-        if (run / "confirmation.csv").is_file() else None
-    ranking = label_sources(ranking, _run_setting(run, "SELECTION", "test"), confirmation)
-    write_csv(ranking, run / "ranking.csv")
-    print(f"{len(ranking)} combinations from {path}")
-    print_ranking(ranking, args.top)
-    from report import write_report
-    write_report(run, ranking, reruns)
-    return 0
+    if not (run / "study.journal").is_file():
+        print(f"error: {run / 'study.journal'} does not exist. Pass a run folder written by search.py, "
+              f"such as results/config.", file=sys.stderr)
+        return 2
+    return _rank_study(None, "sweep", run, args.top)
 
 
-def _rank_study(url: str, name: str, results: Path, top: int) -> int:
-    """Write ranking.csv, reruns.csv, errors.csv and the report of a shared study, from any machine."""
-    from types import SimpleNamespace
-    from settings import ConfigError
+def _rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
+    """Rank a study again from its record: ranking.csv, reruns.csv, errors.csv, summary.json and the report.
+
+    The run folder's own journal (url None), or a study shared through a
+    database, from any machine. The ranked rows are read again from the data
+    files the run names, which must be the ones it was run on.
+    """
+    from data import DataError
+    from settings import ConfigError, settings_from_record
     from study import Ledger, open_storage, open_study
-    from sweep import Recorder
+    from sweep import (Recorder, confirmation_rows, evaluation_folds, file_digest, permutation_counts,
+                       permutation_test, rows_from_study)
+    from summary import write_summary
+    from verdict import headline
     try:
-        storage = open_storage(url, results)
+        storage = open_storage(url, run_dir)
         study = open_study(storage, name, None, create=False)
-    except ConfigError as err:
+        settings = settings_from_record(study.user_attrs.get("run") or _run_record(run_dir), run_dir.parent)
+        digest = (study.user_attrs.get("fingerprint") or {}).get("TRAIN_CSV")
+        if digest is not None and Path(settings.train_csv).is_file() and file_digest(settings.train_csv) != digest:
+            raise DataError(f"The train file '{settings.train_csv}' has changed since this sweep ran: its rows "
+                            f"are what the sweep was ranked on. Put back the file the sweep used.")
+        _, evaluated, splits = evaluation_folds(settings)
+    except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run = study.user_attrs.get("run", {})
-    settings = SimpleNamespace(false_discovery_rate=run.get("FALSE_DISCOVERY_RATE", 0.05),
-                               selection=run.get("SELECTION", "test"), p_value_test=run.get("P_VALUE_TEST", "binomial"))
-    run_dir = results / name.replace("/", "_").replace(":", "_")
     run_dir.mkdir(parents=True, exist_ok=True)
-    recorder = Recorder(run_dir, study, settings, fold_rows=[])
+    test = permutation_test(settings, evaluated)
+    recorder = Recorder(run_dir, study, settings, [], test)
     status, trials = Ledger(storage, study, heartbeat_timeout=60, beat=False).refresh()
     recorder.sync(trials)
     if not recorder.rows:
         print(f"error: the study {name!r} has no finished combination yet.", file=sys.stderr)
         return 2
+    tested = None
     try:
-        confirmed = open_study(storage, f"{name}:confirmation", None, create=False)
-        rows = [row for t in confirmed.get_trials(deepcopy=False) if t.state.name == "COMPLETE"
-                for row in t.user_attrs.get("reruns", [])]
-        recorder.set_confirmation(rows)
+        confirmed = open_study(storage, "confirmation" if url is None else f"{name}:confirmation", None,
+                               create=False)
+        records = [rows_from_study(t.user_attrs) for t in confirmed.get_trials(deepcopy=False)
+                   if t.state.name == "COMPLETE" and "reruns" in t.user_attrs]
+        if records:
+            _, test_rows, split = confirmation_rows(settings)
+            tested = (permutation_test(settings, test_rows), split)
+            recorder.set_confirmation(tested[0], [row for rows, _ in records for row in rows],
+                                      {rows[0]["combination"]: permutation_counts(tested[0], rows, bits)
+                                       for rows, bits in records})
     except ConfigError:
         pass  # no confirmation step (SELECTION = "test", or it has not started)
+    except DataError as err:
+        print(f"warning: the confirmation on the test file is left out: {err}", file=sys.stderr)
     recorder.flush(force=True)
     ranking = recorder.ranking
     running = len(status.claimed)
     print(f"{len(ranking)} combinations from study {name!r}" +
           (f" ({running} still being trained by other processes)" if running else ""))
     print_ranking(ranking, top)
+    failed = sum(e["outcome"] == "failed" for e in recorder.errors)
+    pruned = int((ranking["status"] == "pruned").sum())
+    timing = _previous_summary(run_dir).get("sweep")
+    result = write_summary(run_dir, settings, ranking, recorder.confirmation, (test, splits), tested,
+                           {"completed": len(ranking) - pruned, "pruned": pruned, "failed": failed}, timing)
     from report import write_report
-    from results import read_reruns
-    write_report(run_dir, ranking, read_reruns(run_dir / "reruns.csv"), study)
+    write_report(run_dir, ranking, study)
     print(f"Ranking and report: {run_dir}")
+    print(f"\n{headline(result)}\n{result.reason}")
     return 0
+
+
+def _run_record(run_dir: Path) -> dict:
+    import json
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _previous_summary(run_dir: Path) -> dict:
+    import json
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _run_setting(run: Path, key: str, default):

@@ -47,7 +47,11 @@ def predict_latest(run_dir: Path, latest_csv: Path, top: int = 10, file=sys.stdo
     import torch
     run = json.loads((run_dir / "run.json").read_text())
     cid, params = best_combination(run_dir)
-    x_train, y_train = load_labelled(run["TRAIN_CSV"])
+    warning = verdict_warning(run_dir, cid)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    train = load_labelled(run["TRAIN_CSV"])
+    x_train, y_train = train.x, train.y
     tickers, x_latest = load_latest(latest_csv)
     check_latest(latest_csv, x_latest, x_train.shape[1])
     scaler = Standardizer().fit(x_train)
@@ -66,6 +70,23 @@ def predict_latest(run_dir: Path, latest_csv: Path, top: int = 10, file=sys.stdo
           f"{run['PREDICTION_THRESHOLD']}. Top {min(top, len(table))}:", file=file)
     print(table.head(top).to_string(index=False), file=file)
     return table
+
+
+def verdict_warning(run_dir: Path, cid: str) -> str | None:
+    """What to say before scoring with a winner that summary.json does not call confirmed; None when it does."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    verdict = summary.get("verdict")
+    if verdict == "confirmed" and summary.get("best_combination") == cid:
+        return None
+    if verdict is None:
+        return (f"{run_dir / 'summary.json'} has no verdict (the sweep has not finished, or an older version wrote "
+                f"it), so nothing says combination {cid} beats luck on data it was not chosen on. Scoring anyway.")
+    reason = summary.get("verdict_reason", "")
+    return (f"the verdict on combination {cid} is '{verdict}', not 'confirmed': {reason} Scoring anyway; "
+            f"treat these scores as untested.")
 
 
 def winner_model(run_dir: Path, run: dict, cid: str, params: dict, x_train, y_train):

@@ -1,7 +1,7 @@
 """A run's report: four PNG plots, a per-value table and report.md, written into the run folder.
 
     from report import write_report
-    write_report(run_dir, ranking, reruns, study)   # -> the paths it wrote
+    write_report(run_dir, ranking, study)   # -> the paths it wrote
 
 ranking.csv answers "which combination won"; this module answers the
 questions a ranking cannot: do the p-values beat chance at all (or is the
@@ -16,7 +16,6 @@ them, so `import report` stays cheap for the sweep's main process.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import warnings
@@ -25,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forked import start_split
 from results import atomic_write, atomic_write_text, write_csv
 from settings import HYPERPARAMETERS
 
@@ -36,19 +34,19 @@ REFERENCE_COLOR = "tab:red"
 
 # What report.md says under each plot: how to read it.
 PLOTS = {
-    "p_values.png": "Each dot is a combination: its median p-value against the p-value expected at its rank if no "
-                    "combination had any skill. Dots on the diagonal (inside the grey 95% band) are what luck "
-                    "alone gives; dots above the band beat chance. Only a guide: these p-values are discrete, "
-                    "medians of reruns, and share one evaluation set.",
+    "p_values.png": "Each dot is a combination: its block permutation p-value against the p-value expected at its "
+                    "rank if no combination had any skill. Dots on the diagonal (inside the grey 95% band) are what "
+                    "luck alone gives; dots above the band beat chance. Only a guide: these p-values are discrete "
+                    "(none is below the smallest the permutations can give) and share one evaluation set, so they "
+                    "rise and fall together; the family-wise p-value is the test of the best.",
     "p_by_hyperparameter.png": "One panel per hyperparameter that varies: each dot is a combination with that "
                                "value, the black bar the value's median. Higher is better (-log10 p = 2 is "
                                "p = 0.01); a value whose dots sit higher across the board is the one to keep.",
-    "precision_vs_predicted.png": "Precision against how many rows a combination predicts positive (median "
-                                  "over reruns), coloured by -log10 p. Precision above the red base rate beats "
-                                  "guessing; above the dashed curve it does so at p < 0.05 for a single test. "
-                                  "High precision on a handful of predictions is weak evidence. "
-                                  "Each coordinate and the colour are separate medians over reruns, so a dot's "
-                                  "colour can disagree with its side of the curve.",
+    "precision_vs_predicted.png": "Precision against how many rows a combination predicts positive (both pooled "
+                                  "over its reruns), coloured by -log10 p. Precision above the red base rate beats "
+                                  "guessing; how far above it must be depends on how the predictions cluster in "
+                                  "time, which is what the colour (the block permutation p-value) measures. High "
+                                  "precision on a handful of predictions is weak evidence.",
     "best_over_time.png": "The best (lowest) p-value found so far, as -log10 p (higher is better), as combinations "
                           "finished; grey dots are the combinations themselves. A curve still climbing at the right "
                           "edge means more combinations could still pay off.",
@@ -56,54 +54,28 @@ PLOTS = {
 
 
 # ------------------------------------------------------------------ entry point
-def write_report(run_dir: Path, ranking: pd.DataFrame, reruns: pd.DataFrame, study=None,
-                 top: int = 10) -> list[Path]:
+def write_report(run_dir: Path, ranking: pd.DataFrame, study=None, top: int = 10) -> list[Path]:
     """Write the plots, values.csv and report.md into `run_dir`; return the paths written.
 
-    `ranking` and `reruns` are ranking.csv and reruns.csv as DataFrames
-    (read back from disk or as the sweep holds them); `study` is the run's
-    Optuna study "sweep", used for the completion times and the importances.
-    """
-    return start_report(run_dir, ranking, reruns, study, top).finish()
-
-
-def start_report(run_dir: Path, ranking: pd.DataFrame, reruns: pd.DataFrame, study=None,
-                 top: int = 10) -> "PendingReport":
-    """write_report in two halves: two plots start now in a forked copy of this process (forked.py).
-
-    Until finish(), this process is free for other work; the sweep runs its
-    permutation test there, and it must write summary.json (which report.md
-    quotes) before finish(). The plot split is by measured cost (reference
-    sweep): the copy's two (~0.13 + 0.12 s) take about as long as this
-    process's two (~0.15 + 0.03 s) plus the permutation test (~0.05-0.1 s).
+    `ranking` is ranking.csv as a DataFrame (read back from disk or as the
+    sweep holds it); `study` is the run's Optuna study "sweep", used for the
+    completion order and the importances. report.md quotes the verdict from
+    summary.json and the confirmation from confirmation.csv, written before.
     """
     run_dir = Path(run_dir)
     plots = {
         "p_values.png": lambda path: plot_p_value_qq(ranking, path),
         "p_by_hyperparameter.png": lambda path: plot_p_by_hyperparameter(ranking, path),
         "precision_vs_predicted.png": lambda path: plot_precision_vs_predicted(ranking, path),
-        "best_over_time.png": lambda path: plot_best_over_time(reruns, study, path),
+        "best_over_time.png": lambda path: plot_best_over_time(study, path),
     }
-    draw = lambda names: [functools.partial(plots[name], run_dir / name) for name in names]
-    split = start_split(draw(["p_by_hyperparameter.png", "best_over_time.png"]),
-                        draw(["p_values.png", "precision_vs_predicted.png"]))
-    return PendingReport(run_dir, ranking, study, top, split, [run_dir / name for name in plots])
-
-
-class PendingReport:
-    def __init__(self, run_dir: Path, ranking: pd.DataFrame, study, top: int, split, plots: list[Path]) -> None:
-        self.run_dir, self.ranking, self.study, self.top = run_dir, ranking, study, top
-        self.split, self.plots = split, plots
-
-    def finish(self) -> list[Path]:
-        """Draw this process's plots, wait for the copy's, then write values.csv and report.md; the paths written."""
-        self.split.finish()
-        values = value_summary(self.ranking)
-        write_csv(values, self.run_dir / "values.csv")
-        shares = importances(self.study) if self.study is not None else None
-        atomic_write_text(markdown_report(self.run_dir, self.ranking, values, shares, self.top),
-                          self.run_dir / "report.md")
-        return [*self.plots, self.run_dir / "values.csv", self.run_dir / "report.md"]
+    for name, draw in plots.items():
+        draw(run_dir / name)
+    values = value_summary(ranking)
+    write_csv(values, run_dir / "values.csv")
+    shares = importances(study) if study is not None else None
+    atomic_write_text(markdown_report(run_dir, ranking, values, shares, top), run_dir / "report.md")
+    return [*(run_dir / name for name in plots), run_dir / "values.csv", run_dir / "report.md"]
 
 
 # ------------------------------------------------------------------ tables
@@ -270,7 +242,7 @@ def plot_p_value_qq(ranking: pd.DataFrame, path: Path) -> None:
         ax.set_ylim(-0.04 * top, top)
         ax.legend(loc="upper left", fontsize=8, frameon=False)
     ax.set_xlabel("expected -log10 p (no skill)")
-    ax.set_ylabel("observed -log10 p (median of reruns)")
+    ax.set_ylabel("observed -log10 p (block permutation)")
     ax.set_title(f"p-values vs chance ({len(p)} combinations)")
     save_png(fig, path)
 
@@ -284,10 +256,10 @@ def uniform_order_statistics(n: int):
 
 def significant_mask(ranking: pd.DataFrame, sorted_p: np.ndarray) -> np.ndarray:
     """Which of the sorted p-values belong to combinations marked significant."""
-    if "significant" not in ranking:
+    if "significant_fdr" not in ranking:
         return np.zeros(len(sorted_p), dtype=bool)
     rows = ranking.dropna(subset=["p_value"]).sort_values("p_value", kind="mergesort")
-    return rows["significant"].astype(str).str.lower().eq("true").to_numpy()
+    return rows["significant_fdr"].astype(str).str.lower().eq("true").to_numpy()
 
 
 def plot_p_by_hyperparameter(ranking: pd.DataFrame, path: Path) -> None:
@@ -350,7 +322,6 @@ def plot_precision_vs_predicted(ranking: pd.DataFrame, path: Path) -> None:
             ax.xaxis.set_major_formatter(ticker.LogFormatter())
             ax.xaxis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
         if np.isfinite(base_rate):
-            draw_significance_curve(ax, predicted[shown], base_rate)
             ax.axhline(base_rate, color=REFERENCE_COLOR, lw=1, label=f"base rate {base_rate:.3f}")
         ax.set_ylim(max(min(np.nanmin(precision[shown]), base_rate if np.isfinite(base_rate) else 1) - 0.08, -0.02),
                     1.02)
@@ -358,8 +329,8 @@ def plot_precision_vs_predicted(ranking: pd.DataFrame, path: Path) -> None:
     hidden = int((~shown).sum())
     note = f" ({hidden} predicting nothing not shown)" if hidden else ""
     ax.set_title(f"Precision vs predicted positives{note}", fontsize=10)
-    ax.set_xlabel("predicted positives (tp + fp, median of reruns)")
-    ax.set_ylabel("precision (median of reruns)")
+    ax.set_xlabel("predicted positives (tp + fp, pooled over reruns)")
+    ax.set_ylabel("precision (pooled over reruns)")
     save_png(fig, path)
 
 
@@ -372,23 +343,9 @@ def positive_rate(ranking: pd.DataFrame) -> float:
     return float(rate.median()) if rate.notna().any() else float("nan")
 
 
-def draw_significance_curve(ax, predicted: np.ndarray, base_rate: float, alpha: float = 0.05) -> None:
-    """The precision that n predictions need for a one-sided binomial p-value below alpha."""
-    from scipy import special
-    if not 0 < base_rate < 1:
-        return
-    n = np.unique(np.geomspace(1, max(predicted.max(), 2), 200).round().astype(int))
-    needed = []
-    for count in n:
-        k = np.arange(1, count + 1)
-        ok = k[special.bdtrc(k - 1, count, base_rate) <= alpha]  # P(X >= k) <= alpha
-        needed.append(ok[0] / count if len(ok) else np.nan)
-    ax.plot(n, needed, color=REFERENCE_COLOR, lw=1, ls="--", label=f"p = {alpha:g} (one test)")
-
-
-def plot_best_over_time(reruns: pd.DataFrame, study, path: Path) -> None:
+def plot_best_over_time(study, path: Path) -> None:
     """The best p-value so far as combinations finished, with each combination's own p-value behind it."""
-    p, xlabel, duration = completion_history(reruns, study)
+    p, xlabel, duration = completion_history(study)
     x = np.arange(1, len(p) + 1)
     fig, axes = new_figure(5.0, 3.4)
     ax = axes[0, 0]
@@ -411,24 +368,16 @@ def plot_best_over_time(reruns: pd.DataFrame, study, path: Path) -> None:
     save_png(fig, path)
 
 
-def completion_history(reruns: pd.DataFrame, study) -> tuple[np.ndarray, str, str]:
+def completion_history(study) -> tuple[np.ndarray, str, str]:
     """(p-value per finished combination in completion order, x-axis label, how long they took or '').
 
-    The order is the study's completion times when there is a study with
-    finished trials; otherwise the order of the combinations in reruns.csv
-    (sorted by combination id there, so not the order they finished in).
+    The order is the study's completion times (nothing without a study).
     The x-axis counts combinations rather than showing clock time: fused
     trainings finish in bursts, and a resumed run has a gap, both of which
     squash a time axis; "after k combinations" is the question anyway.
     """
-    if study is not None:
-        history = study_history(study)
-        if history is not None:
-            return history
-    if reruns is None or reruns.empty:
-        return np.array([]), "combinations finished", ""
-    medians = reruns.groupby("combination", sort=False)["p_value"].median()
-    return medians.to_numpy(dtype=float), "combinations (in the order of reruns.csv)", ""
+    history = study_history(study) if study is not None else None
+    return history if history is not None else (np.array([]), "combinations finished", "")
 
 
 def study_history(study):
@@ -453,20 +402,26 @@ def duration_text(seconds: float) -> str:
 # ------------------------------------------------------------------ report.md
 def markdown_report(run_dir: Path, ranking: pd.DataFrame, values: pd.DataFrame, shares: pd.Series | None,
                     top: int) -> str:
+    summary = read_json(Path(run_dir) / "summary.json")
     lines = [f"# Sweep report: {Path(run_dir).name}", ""]
     if ranking.empty:
         lines += ["No combination has finished yet.", ""]
     else:
+        lines += verdict_section(run_dir, summary)
         lines += [overview(run_dir, ranking), "", best_combination(ranking), ""]
-        lines += family_wise_line(run_dir)
+        if "family_wise_p_value" in summary:
+            lines += [f"Family-wise p-value of the winner (the best of all combinations under the same label "
+                      f"permutations; it accounts for having picked the best): {summary['family_wise_p_value']:.3g}.",
+                      ""]
         lines += [f"## Top {min(top, len(ranking))} combinations", "", markdown_table(top_rows(ranking, top)), ""]
+        lines += scope_section(summary.get("statistics"))
     lines += ["## Hyperparameter importances", ""]
     if shares is None:
         lines += ["Not available (too few finished combinations, or nothing that varies to explain).", ""]
     else:
         table = pd.DataFrame({"hyperparameter": shares.index, "importance": shares.map("{:.3f}".format).values})
         lines += ["How much each hyperparameter decides whether a combination is among the best (Optuna's "
-                  "default importance evaluator on the median p-values; shares sum to 1, rough with few "
+                  "default importance evaluator on the p-values; shares sum to 1, rough with few "
                   "combinations).", "", markdown_table(table), ""]
     lines += ["## By value", ""]
     if values.empty:
@@ -482,16 +437,63 @@ def markdown_report(run_dir: Path, ranking: pd.DataFrame, values: pd.DataFrame, 
     return "\n".join(lines)
 
 
-def family_wise_line(run_dir: Path) -> list[str]:
-    """The winner's permutation p-value, from summary.json when the sweep wrote one."""
+def read_json(path: Path) -> dict:
     try:
-        value = json.loads((Path(run_dir) / "summary.json").read_text())["family_wise_p_value"]
-    except (OSError, ValueError, KeyError):
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def verdict_section(run_dir: Path, summary: dict) -> list[str]:
+    """The verdict in plain words, with the confirmation on the test file beneath it."""
+    if "verdict" not in summary:
         return []
-    if value is None:  # PERMUTATIONS = 0
+    lines = [f"## Verdict: {summary['verdict']}", "", summary.get("verdict_reason", ""), ""]
+    path = Path(run_dir) / "confirmation.csv"
+    if path.is_file():
+        table = pd.read_csv(path, dtype={"combination": str}).sort_values("validation_rank")
+        shown = pd.DataFrame({"validation rank": table["validation_rank"],
+                              "combination": table["combination"].map("`{}`".format)})
+        for column, spec in (("p_value_validation", ".3g"), ("p_value_test", ".3g"), ("q_value", ".3g"),
+                             ("precision", ".3f"), ("tp", "g"), ("fp", "g")):
+            shown[column] = table[column].map(lambda v, spec=spec: format_number(v, spec))
+        lines += ["The top of the validation ranking, retrained on the train file and tested once on the test "
+                  "file (p_value_test: block permutation test on the test file; q_value: Benjamini-Hochberg "
+                  "across these rows):", "", markdown_table(shown), ""]
+    return lines
+
+
+def scope_section(statistics: dict | None) -> list[str]:
+    """What the p-values account for, what they cannot, and how much independent evidence there is."""
+    if not statistics:
         return []
-    return [f"Family-wise p-value of the winner (label permutations; accounts for having picked the best "
-            f"of all combinations): {value:.3g}.", ""]
+    lines = ["## What the test covers", "",
+             f"- **The test.** {statistics['test'][0].upper()}{statistics['test'][1:]}. Blocks: "
+             f"{statistics['blocks']}; {statistics['block_count']} blocks, {statistics['label_orders']} label "
+             f"orders{' (all of them: an exact test)' if statistics.get('exact') else ''}. The smallest p-value it "
+             f"can give is {statistics['smallest_p_value']:.3g}.",
+             "- **Corrected for:** the number of combinations (q_value, the family-wise p-value) and the reruns "
+             "(their predictions are pooled into one statistic per combination, so reruns that agree with each "
+             "other count as the one piece of evidence they are).",
+             "- **Not corrected for:** the choices of a model-based sampler or a pruner (which combinations got "
+             "tried depended on earlier results on these same rows), and every earlier sweep you ran on this "
+             "data: each look makes the best one luckier.",
+             f"- **Evidence.** {statistics['evaluated_rows']} evaluated rows"]
+    if statistics.get("evaluated_dates") is not None:
+        lines[-1] += (f" on {statistics['evaluated_dates']} dates; about {statistics['effective_observations']:g} "
+                      f"independent observations (the weekdays spanned over LABEL_HORIZON): rows of one date, and "
+                      f"of dates within a horizon, move together.")
+    else:
+        lines[-1] += f"; about {statistics['effective_observations']:g} independent observations (the blocks)."
+    purged = statistics.get("purged_rows") or {}
+    if purged:
+        at = statistics.get("purge_boundaries", {})
+        lines.append("- **Purged** from training (labels reaching into the evaluated period): "
+                     + "; ".join(f"{count} rows before {at.get(name, name)} ({name})" for name, count in purged.items())
+                     + ".")
+    if statistics.get("assumed"):
+        lines.append(f"- **Assumed:** {statistics['assumed']}")
+    return lines + [""]
 
 
 def overview(run_dir: Path, ranking: pd.DataFrame) -> str:
@@ -499,8 +501,8 @@ def overview(run_dir: Path, ranking: pd.DataFrame) -> str:
     if "ranked_on" in ranking and ranking["ranked_on"].notna().any():
         on = ranking["ranked_on"].dropna().iloc[0]
         text += " ranked on the validation tail of the train file" if on == "validation" else " ranked on the test file"
-    if "significant" in ranking:
-        count = int(ranking["significant"].astype(str).str.lower().eq("true").sum())
+    if "significant_fdr" in ranking:
+        count = int(ranking["significant_fdr"].astype(str).str.lower().eq("true").sum())
         rate = false_discovery_rate(run_dir)
         at = f" at a {rate:.0%} false discovery rate" if rate is not None else ""
         text += f"; {count} significant{at} (q_value)"
@@ -522,11 +524,11 @@ def best_combination(ranking: pd.DataFrame) -> str:
     text = (f"**Best combination: `{best['combination']}`**" + (f" ({settings})" if settings else "")
             + f": p-value {best['p_value']:.3g}, q-value {best['q_value']:.3g}, precision "
             + f"{format_number(best['precision'], '.3f')} vs base rate {format_number(positive_rate(ranking), '.3f')}"
-            + f" ({format_number(best['tp'], 'g')} tp, {format_number(best['fp'], 'g')} fp; medians over "
+            + f" ({format_number(best['tp'], 'g')} tp, {format_number(best['fp'], 'g')} fp; pooled over "
             + f"{reruns_text(best)}).")
     test_p = best.get("p_value_test", float("nan"))
-    if not is_missing(test_p):
-        text += f" Retrained on the whole train file and tested once on the test file: p-value {float(test_p):.3g}."
+    if best.get("ranked_on") == "validation" and not is_missing(test_p):
+        text += f" Retrained on the train file and tested once on the test file: p-value {float(test_p):.3g}."
     return text
 
 

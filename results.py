@@ -15,7 +15,7 @@ import pandas as pd
 from settings import HYPERPARAMETERS
 
 RERUN_COLUMNS = ["combination", "rerun", "seed", *HYPERPARAMETERS, "tp", "fp", "tn", "fn",
-                 "precision", "p_value", "status", "epochs", "diverged", "train_loss", "seconds"]
+                 "precision", "p_value_independent_rows", "status", "epochs", "diverged", "train_loss", "seconds"]
 ERROR_COLUMNS = ["combination", *HYPERPARAMETERS, "outcome", "error", "traceback"]
 
 

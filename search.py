@@ -25,8 +25,9 @@ from settings import ConfigError, load_settings
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Train every hyperparameter combination of a config and rank them by the "
-                    "binomial p-value of their precision on the test set.")
+        description="Train every hyperparameter combination of a config, rank them by how unlikely their "
+                    "precision is under luck (a block permutation test on the validation tail of the train file, "
+                    "or on the test file with SELECTION = 'test'), and test the winner once on the test file.")
     parser.add_argument("--config", default="config.py",
                         help="config file to run (default: config.py); paths in it are relative to its folder")
     parser.add_argument("--cpu-count", type=int, metavar="N",

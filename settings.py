@@ -87,8 +87,11 @@ SETTING_DEFAULTS = {
     "VALIDATION_FOLDS": 1,
     "CONFIRM_TOP_K": 5,
     "FALSE_DISCOVERY_RATE": 0.05,
+    "SIGNIFICANCE_LEVEL": 0.05,
     "PERMUTATIONS": 1000,
-    "PERMUTATION_BLOCK_LENGTH": 50,
+    "PERMUTATION_BLOCK_LENGTH": None,  # None: a twentieth of the evaluated rows (files without dates only)
+    "LABEL_HORIZON": 10,
+    "EMBARGO_DAYS": 2,
     "SAMPLER": None,  # None: "grid" if EXPLORE_ALL_COMBINATIONS else "random"
     "PRUNER": None,
     "HEARTBEAT_TIMEOUT": 60,
@@ -125,8 +128,11 @@ class Settings:
     validation_folds: int = 1
     confirm_top_k: int = 5
     false_discovery_rate: float = 0.05
+    significance_level: float = 0.05
     permutations: int = 1000
-    permutation_block_length: int = 50
+    permutation_block_length: int | None = None
+    label_horizon: int = 10
+    embargo_days: int = 2
     sampler: str = "grid"
     pruner: str | None = None
     heartbeat_timeout: float = 60.0
@@ -144,6 +150,17 @@ def load_settings(config_path: str | os.PathLike, overrides: dict | None = None)
     values = _read_config_file(path)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return _validate(path.resolve(), values)
+
+
+def settings_from_record(record: dict, results_dir: Path) -> Settings:
+    """The settings a run was ranked with, from its run.json (or its shared study's "run" attr).
+
+    The record's paths are absolute; what it leaves out (a run written by an
+    older version) takes today's default.
+    """
+    values = {**SETTING_DEFAULTS, **{k: v for k, v in record.items() if k in SETTING_DEFAULTS},
+              "RESULTS_DIR": str(results_dir)}
+    return _validate(Path(values["TRAIN_CSV"]).parent / "run.json", values)
 
 
 def _read_config_file(path: Path) -> dict:
@@ -222,8 +239,17 @@ def _validate(path: Path, v: dict) -> Settings:
     fdr = v["FALSE_DISCOVERY_RATE"]
     _require_fraction("FALSE_DISCOVERY_RATE", fdr,
                       "the share of false discoveries tolerated among 'significant' rows; 0.05 = 5%")
-    _require_int("PERMUTATIONS", v["PERMUTATIONS"], minimum=0)
-    _require_int("PERMUTATION_BLOCK_LENGTH", v["PERMUTATION_BLOCK_LENGTH"], minimum=1)
+    level = v["SIGNIFICANCE_LEVEL"]
+    _require_fraction("SIGNIFICANCE_LEVEL", level, "the verdict calls the winner confirmed when its test "
+                      "p-value is at most this; 0.05 = 5%")
+    if not _is_int(v["PERMUTATIONS"]) or v["PERMUTATIONS"] < 99:
+        raise ConfigError(f"PERMUTATIONS = {v['PERMUTATIONS']!r} is not valid: every p-value of the ranking comes "
+                          f"from the block permutation test, which needs a whole number of at least 99 label "
+                          f"orders (1000, the default, resolves p-values down to 0.001).")
+    if v["PERMUTATION_BLOCK_LENGTH"] is not None:
+        _require_int("PERMUTATION_BLOCK_LENGTH", v["PERMUTATION_BLOCK_LENGTH"], minimum=1)
+    _require_int("LABEL_HORIZON", v["LABEL_HORIZON"], minimum=1)
+    _require_int("EMBARGO_DAYS", v["EMBARGO_DAYS"], minimum=0)
     sampler = v["SAMPLER"]
     if sampler is None:
         sampler = "grid" if v["EXPLORE_ALL_COMBINATIONS"] else "random"
@@ -262,8 +288,9 @@ def _validate(path: Path, v: dict) -> Settings:
         latest_csv=paths["LATEST_CSV"], results_dir=paths["RESULTS_DIR"], device=v["DEVICE"],
         p_value_test=v["P_VALUE_TEST"], selection=v["SELECTION"], validation_fraction=float(fraction),
         validation_folds=v["VALIDATION_FOLDS"],
-        confirm_top_k=v["CONFIRM_TOP_K"], false_discovery_rate=float(fdr), permutations=v["PERMUTATIONS"],
-        permutation_block_length=v["PERMUTATION_BLOCK_LENGTH"], sampler=sampler, pruner=v["PRUNER"],
+        confirm_top_k=v["CONFIRM_TOP_K"], false_discovery_rate=float(fdr), significance_level=float(level),
+        permutations=v["PERMUTATIONS"], permutation_block_length=v["PERMUTATION_BLOCK_LENGTH"],
+        label_horizon=v["LABEL_HORIZON"], embargo_days=v["EMBARGO_DAYS"], sampler=sampler, pruner=v["PRUNER"],
         heartbeat_timeout=float(timeout), warnings=tuple(notes))
 
 

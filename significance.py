@@ -1,87 +1,163 @@
-"""How much to trust the top of a ranking: multiple-testing corrections and a permutation test of the winner.
+"""Is a combination's precision better than luck? Block permutation p-values that hold on market data.
 
-Ranking hundreds of combinations and reading off the smallest p-value is
-data snooping: the winner's p-value is small partly because it was chosen
-for being small. Holm's adjustment bounds the chance of any false
-discovery, Benjamini-Hochberg's q-values the expected share of false
-discoveries, and the permutation test asks directly: with labels that carry
-no information, how often would the best of these combinations look at
-least this good? (White's Reality Check, 2000; Westfall and Young, 1993.)
+Rows of windowed market data are not independent: every ticker of one date
+shares that date's market move, and a label looks LABEL_HORIZON trading days
+ahead, so neighbouring dates' labels overlap. A test that treats rows as
+independent (the binomial test of precision against the base rate) then
+finds "skill" far more often than its level says. Here the evaluated labels
+are permuted in blocks of whole dates, each block at least one label horizon
+long, with every ticker keeping its own column: a permuted label set has the
+same market days, the same overlap and the same tickers as the real one, and
+only its link to the predictions is broken.
+
+The statistic of a combination is the one-sided binomial tail of its
+precision, on its reruns' predictions pooled (a row predicted positive by two
+reruns counts twice). Its p-value is the share of the label orders, the real
+one included, under which that statistic is at least as extreme as observed:
+valid whatever the dependence between reruns. The best of many combinations
+is judged against the best of them under each permutation (the minP method of
+Westfall and Young, 1993): the family-wise p-value.
+
+A file without dates is taken to be in time order and is cut into blocks of
+rows instead (PERMUTATION_BLOCK_LENGTH, by default a twentieth of the rows),
+which cannot follow dates or tickers.
 """
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from scipy import special
+from scipy import special, stats
 
-import preload
+UNDATED_BLOCKS = 20  # a file without dates is cut into this many blocks of rows
 
 
-def holm_adjusted(p_values) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error rate), in the input's order."""
-    p = np.asarray(p_values, dtype=float)
-    m = len(p)
-    if m == 0:
-        return p
-    order = np.argsort(p, kind="mergesort")
-    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    adjusted = np.empty(m)
-    adjusted[order] = np.minimum(stepped, 1.0)
-    return adjusted
+@dataclass(frozen=True)
+class Blocks:
+    """The evaluated rows as slots (dates, or rows) grouped into blocks that move as wholes."""
+    slot_of_row: np.ndarray    # [rows] the slot of each row
+    column_of_row: np.ndarray  # [rows] the ticker of each row (0 without dates)
+    bounds: np.ndarray         # [blocks + 1] slot boundaries of the blocks
+    by_date: bool
+    span_days: int             # weekdays from the first evaluated date to the last (0 without dates)
+
+    @property
+    def count(self) -> int:
+        return len(self.bounds) - 1
+
+    @property
+    def slots(self) -> int:
+        return int(self.bounds[-1])
+
+
+def date_blocks(dates: np.ndarray, tickers: np.ndarray, horizon: int) -> Blocks:
+    """Blocks of consecutive dates, each spanning at least `horizon` weekdays (the last one absorbs a short rest)."""
+    days, slot_of_row = np.unique(dates, return_inverse=True)
+    _, column_of_row = np.unique(tickers, return_inverse=True)
+    bounds = [0]
+    for i in range(1, len(days)):
+        if np.busday_count(days[bounds[-1]], days[i]) >= horizon:
+            bounds.append(i)
+    if len(bounds) > 1 and np.busday_count(days[bounds[-1]], days[-1]) + 1 < horizon:
+        bounds.pop()  # a last block shorter than a horizon joins the one before
+    bounds.append(len(days))
+    span = int(np.busday_count(days[0], days[-1])) + 1
+    return Blocks(slot_of_row, column_of_row, np.array(bounds), True, span)
+
+
+def row_blocks(n_rows: int, block_rows: int | None) -> Blocks:
+    """Blocks of `block_rows` consecutive rows (default: a twentieth of them), for a file without dates."""
+    size = block_rows or math.ceil(n_rows / UNDATED_BLOCKS)
+    bounds = np.append(np.arange(0, n_rows, size), n_rows)
+    return Blocks(np.arange(n_rows), np.zeros(n_rows, dtype=np.int64), bounds, False, 0)
+
+
+class PermutationTest:
+    """The evaluated labels under every block order; scores pooled predictions against all of them at once.
+
+    Column 0 of every matrix is the real order. With few blocks every order
+    is enumerated (an exact test); otherwise `permutations` random orders are
+    drawn from `seed`, so the p-values are the same in every run.
+    """
+
+    def __init__(self, labels: np.ndarray, blocks: Blocks, permutations: int, seed: int) -> None:
+        self.blocks = blocks
+        orders = block_orders(blocks.count, permutations, seed)
+        self.exact = math.factorial(blocks.count) <= permutations + 1  # every order enumerated
+        self.orders = len(orders)
+        ranges = [np.arange(a, b) for a, b in zip(blocks.bounds[:-1], blocks.bounds[1:])]
+        source = np.stack([np.concatenate([ranges[b] for b in order]) for order in orders])  # [orders, slots]
+        columns = int(blocks.column_of_row.max()) + 1 if len(labels) else 1
+        panel = np.zeros((blocks.slots, columns), dtype=np.float32)
+        present = np.zeros((blocks.slots, columns), dtype=bool)
+        panel[blocks.slot_of_row, blocks.column_of_row] = labels
+        present[blocks.slot_of_row, blocks.column_of_row] = True
+        # [rows, orders]: the label each row has under each order; a ticker absent on the date
+        # a row's labels come from leaves that row out of that order's count
+        rows_source = source[:, blocks.slot_of_row].T
+        self.labels = np.ascontiguousarray(panel[rows_source, blocks.column_of_row[:, None]])
+        mask = present[rows_source, blocks.column_of_row[:, None]]
+        self.mask = None if mask.all() else np.ascontiguousarray(mask, dtype=np.float32)
+        counted = mask.sum(axis=0)
+        self.rate = self.labels.sum(axis=0, dtype=np.float64) / np.maximum(counted, 1)
+
+    @property
+    def smallest_p_value(self) -> float:
+        return 1.0 / self.orders
+
+    def counts(self, pooled: np.ndarray) -> np.ndarray:
+        """[combinations, orders] how many orders give each combination a statistic at least as extreme.
+
+        pooled: [combinations, rows] how many of a combination's reruns
+        predicted each row positive. Row c's entry 0, over the number of
+        orders, is combination c's p-value; its other entries are the
+        p-values it would have had under each permuted order (for minP).
+        """
+        pooled = np.atleast_2d(np.asarray(pooled, dtype=np.float32))
+        hits = np.rint(pooled @ self.labels).astype(np.int64)
+        predicted = np.rint(pooled @ self.mask) if self.mask is not None else \
+            np.broadcast_to(pooled.sum(axis=1, keepdims=True), hits.shape)
+        tail = np.where(hits > 0, special.bdtrc(np.maximum(hits - 1, 0), predicted.astype(np.int64), self.rate), 1.0)
+        return stats.rankdata(tail, method="max", axis=1).astype(np.int32)
+
+    def p_values(self, counts: np.ndarray) -> np.ndarray:
+        return np.atleast_2d(counts)[:, 0] / self.orders
+
+
+def block_orders(n_blocks: int, permutations: int, seed: int) -> np.ndarray:
+    """[orders, blocks]: the identity first, then every other order (when few) or `permutations` random ones."""
+    if math.factorial(n_blocks) <= permutations + 1:
+        return np.array(list(itertools.permutations(range(n_blocks))), dtype=np.int64).reshape(-1, n_blocks)
+    rng = np.random.default_rng(seed)
+    drawn = np.argsort(rng.random((permutations, n_blocks)), axis=1)
+    return np.vstack([np.arange(n_blocks), drawn])
+
+
+def family_wise_p_values(counts: np.ndarray) -> np.ndarray:
+    """Each combination's p-value adjusted for being one of all of them (single-step minP, Westfall and Young).
+
+    The share of label orders under which the best of all combinations
+    has a p-value at most this combination's. Combinations without a
+    statistic (pruned) pass rows of the largest count and never win.
+    """
+    counts = np.atleast_2d(counts)
+    if counts.size == 0:
+        return np.zeros(0)
+    best = np.sort(counts.min(axis=0))
+    return np.searchsorted(best, counts[:, 0], side="right") / counts.shape[1]
 
 
 def bh_q_values(p_values) -> np.ndarray:
     """Benjamini-Hochberg q-values (false discovery rate), via scipy."""
-    preload.wait()  # never import scipy.stats while preload.py's thread is importing it
-    from scipy.stats import false_discovery_control
     p = np.asarray(p_values, dtype=float)
-    return false_discovery_control(p, method="bh") if len(p) else p
+    return stats.false_discovery_control(p, method="bh") if len(p) else p
 
 
-def block_permutations(n_rows: int, block_length: int, n_permutations: int, seed: int) -> np.ndarray:
-    """[n_permutations, n_rows] row orders that shuffle whole blocks of consecutive rows.
-
-    Rows are in time order, and neighbouring rows share market conditions;
-    moving blocks rather than single rows keeps that dependence inside each
-    block, so the permuted labels look like real ones except for their link
-    to the predictions.
-    """
-    rng = np.random.default_rng(seed)
-    n_blocks = math.ceil(n_rows / block_length)
-    starts = np.arange(n_blocks) * block_length
-    blocks = [np.arange(s, min(s + block_length, n_rows)) for s in starts]
-    return np.stack([np.concatenate([blocks[b] for b in rng.permutation(n_blocks)])
-                     for _ in range(n_permutations)])
-
-
-def family_wise_p_value(predictions: np.ndarray, combination_of_row: np.ndarray, labels: np.ndarray,
-                        n_permutations: int = 1000, block_length: int = 50, seed: int = 0) -> float:
-    """Share of label permutations under which the best combination beats the observed best.
-
-    predictions: [trainings, rows] 0/1; combination_of_row: the combination
-    index of each training (every combination the same number of trainings);
-    labels: [rows] 0/1. Each combination's statistic is the median of its
-    trainings' binomial precision p-values, as in ranking.csv; the statistic
-    of a permutation is the smallest of those. All permutations are scored
-    at once: true positives for every training and permutation are one
-    matrix product.
-    """
-    labels = np.asarray(labels, dtype=np.float32)
-    predicted = np.asarray(predictions, dtype=np.float32)
-    rate = labels.mean()
-    observed = _best_median_p(predicted @ labels[:, None], predicted, combination_of_row, rate)[0]
-    orders = block_permutations(len(labels), block_length, n_permutations, seed)
-    permuted_labels = labels[orders].T  # [rows, permutations]
-    best = _best_median_p(predicted @ permuted_labels, predicted, combination_of_row, rate)
-    return float((1 + np.sum(best <= observed)) / (n_permutations + 1))
-
-
-def _best_median_p(true_positives: np.ndarray, predicted: np.ndarray, combination_of_row, rate) -> np.ndarray:
-    n = predicted.sum(axis=1, keepdims=True).astype(np.int64)
-    tp = np.rint(true_positives).astype(np.int64)
-    p = np.where(tp == 0, 1.0, special.bdtrc(np.maximum(tp - 1, 0), np.broadcast_to(n, tp.shape), rate))
-    order = np.argsort(combination_of_row, kind="mergesort")
-    n_combinations = len(np.unique(combination_of_row))
-    per_combination = p[order].reshape(n_combinations, -1, p.shape[1])
-    return np.median(per_combination, axis=1).min(axis=0)
+def pooled_predictions(bits: list[bytes], rows: int) -> np.ndarray:
+    """[rows] how many of these packed 0/1 prediction vectors predict each row positive."""
+    pooled = np.zeros(rows, dtype=np.float32)
+    for packed in bits:
+        pooled += np.unpackbits(np.frombuffer(packed, dtype=np.uint8), count=rows)
+    return pooled

@@ -15,11 +15,11 @@ import math
 import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
 import traceback
+import warnings
 from concurrent.futures import FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -30,8 +30,12 @@ from joblib.externals.loky.process_executor import ShutdownExecutorError
 import plan
 import preload
 import worker
-from data import DataError, Standardizer, check_train_test, load_labelled
+from data import DataError, Labelled, Standardizer, check_train_test, load_labelled
 from settings import HYPERPARAMETERS, Settings
+from significance import PermutationTest, date_blocks, pooled_predictions, row_blocks
+from splits import Split, holdout_split, validation_splits
+from summary import write_summary
+from verdict import headline
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
@@ -46,6 +50,9 @@ class Sweep:
         # the local journal holds one sweep per run folder; a shared database holds many, by name
         self.study_name = study_name or (run_name if storage_url else "sweep")
         self.data = prepare_data(settings)
+        self.test = permutation_test(settings, self.data["evaluated"])
+        if self.test.smallest_p_value > settings.significance_level:
+            warnings.warn(too_few_blocks(self.test, "evaluated rows", settings.significance_level))
         self.combinations = plan.planned_combinations(settings) if settings.planned else []
         self.fingerprint = run_fingerprint(settings, self.combinations)
 
@@ -56,7 +63,6 @@ class Sweep:
     # ------------------------------------------------------------------ run
     def run(self) -> int:
         from tqdm import tqdm
-        tqdm.monitor_interval = 0  # no monitor thread: the report forks once the workers are gone (forked.py)
         from results import atomic_write_text, remove_abandoned_temporaries
         from study import Ledger, open_storage, open_study
         from strategies import make_pruner, make_sampler
@@ -74,7 +80,7 @@ class Sweep:
         atomic_write_text(self.settings.config_path.read_text(), self.run_dir / "config.py")
         atomic_write_text(json.dumps(run_record(self.settings), indent=2), self.run_dir / "run.json")
         self.ledger = Ledger(self.storage, study, self.settings.heartbeat_timeout)
-        self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"])
+        self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"], self.test)
         status, trials = self.ledger.refresh()
         self.recorder.sync(trials)
         if self.recorder.finished:
@@ -209,11 +215,11 @@ class Sweep:
                                               fold=task[0]["fold"])
         for cid, reruns, bits in completed:
             claim = self.claims.pop(cid)
-            pruned = any(r.get("status") == "pruned" for r in reruns)
-            value = None if pruned else median_p_value(reruns)
-            if self.ledger.finish(claim, TrialState.PRUNED if pruned else TrialState.COMPLETE, value,
+            counts = permutation_counts(self.test, reruns, bits)  # None when pruned
+            value = None if counts is None else p_value_of(self.test, counts)
+            if self.ledger.finish(claim, TrialState.COMPLETE if counts is not None else TrialState.PRUNED, value,
                                   {"reruns": stored_rows(reruns, bits)}):
-                self.recorder.keep(cid, reruns, bits)
+                self.recorder.keep(cid, reruns, bits, counts=counts)
         if self.recorder.best_p is not None:
             self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
         return len(completed)
@@ -239,13 +245,18 @@ class Sweep:
         except DataError as err:
             print(f"error: {err} The validation ranking is in {self.run_dir}.", file=sys.stderr)
             return 2
+        test = permutation_test(self.settings, data["evaluated"])
+        self.confirmation_split = data["split"]
+        if test.smallest_p_value > self.settings.significance_level:
+            print(f"warning: {too_few_blocks(test, 'test rows', self.settings.significance_level)}", file=sys.stderr)
         fingerprint = {**self.fingerprint, "TEST_CSV": file_digest(self.settings.test_csv), "top": top}
         name = "confirmation" if self.storage_url is None else f"{self.study_name}:confirmation"
         study = open_study(self.storage, name, fingerprint)
         ledger = Ledger(self.storage, study, self.settings.heartbeat_timeout)
         by_id = {cid: self.recorder.params[cid] for cid in top}
-        print(f"Confirming the top {len(top)} combinations on {self.settings.test_csv} "
-              f"(retrained on the whole train file)...", file=sys.stderr)
+        print(f"Confirming the top {len(top)} combinations on {self.settings.test_csv} (retrained on the whole "
+              f"train file but the {data['split'].purged} rows purged before {data['split'].boundary})...",
+              file=sys.stderr)
         pool = Pool(self.settings.cpu_count, lambda t: self._payload(t, data["files"]))
 
         def claim():
@@ -256,9 +267,12 @@ class Sweep:
         def record(task, results):
             from optuna.trial import TrialState
             rows = self.recorder.scored_rows(results, {(t["combination"], t["rerun"]): t for t in task})
+            packed = {(r["combination"], r["rerun"]): base64.b64encode(r["predictions"]).decode() for r in results}
             for cid, reruns in rows.items():
+                bits = [packed[cid, row["rerun"]] for row in reruns]
                 ledger.finish(self.claims.pop(cid), TrialState.COMPLETE,
-                              median_p_value(reruns), {"reruns": reruns})
+                              p_value_of(test, permutation_counts(test, reruns, bits)),
+                              {"reruns": stored_rows(reruns, bits)})
             return 0
 
         try:
@@ -266,9 +280,10 @@ class Sweep:
         finally:
             ledger.leave()
         _, trials = ledger.refresh()
-        confirmed = {t.user_attrs["combination"]: t.user_attrs["reruns"] for t in trials
+        confirmed = {t.user_attrs["combination"]: rows_from_study(t.user_attrs) for t in trials
                      if t.state.name == "COMPLETE" and "reruns" in t.user_attrs}
-        self.recorder.set_confirmation([row for cid in top if cid in confirmed for row in confirmed[cid]])
+        self.recorder.set_confirmation(test, [row for cid in top if cid in confirmed for row in confirmed[cid][0]],
+                                       {cid: permutation_counts(test, *confirmed[cid]) for cid in confirmed})
         self.recorder.flush(force=True)
         return 0
 
@@ -336,24 +351,6 @@ class Sweep:
             self.notes_shown.add(note)
             self.bar.write(note, file=sys.stderr)
 
-    def _family_wise_p_value(self) -> float | None:
-        """The winner's max-statistic permutation p-value over every finished combination."""
-        from significance import family_wise_p_value
-        if self.settings.permutations == 0:
-            return None
-        labels = np.load(self.data["labels"])
-        combos = sorted(self.recorder.finished)
-        index = {cid: i for i, cid in enumerate(combos)}
-        keys = [k for k in sorted(self.recorder.predictions) if k[0] in index]
-        counts = np.bincount([index[k[0]] for k in keys], minlength=len(combos))
-        if len(keys) == 0 or counts.min() != counts.max():
-            return None  # a combination without all its reruns' predictions (an older results folder)
-        bits = np.stack([np.unpackbits(np.frombuffer(self.recorder.predictions[k], dtype=np.uint8),
-                                       count=len(labels)) for k in keys])
-        return family_wise_p_value(bits, np.array([index[k[0]] for k in keys]), labels,
-                                   self.settings.permutations, self.settings.permutation_block_length,
-                                   self.settings.seed)
-
     @staticmethod
     def _combinations_in(task: list[dict]) -> list[str]:
         return list(dict.fromkeys(t["combination"] for t in task))
@@ -394,46 +391,38 @@ class Sweep:
         best = ranking.iloc[0]
         varying = ", ".join(f"{h}={best[h]:.4g}" if isinstance(best[h], float) else f"{h}={best[h]}"
                             for h in HYPERPARAMETERS if ranking[h].astype(str).nunique() > 1)
-        on = "on the validation tail" if self.settings.selection == "validation" else "on the test file"
-        print(f"Best combination {on}: {best['combination']} ({varying}): p-value {best['p_value']:.4g}, precision "
-              f"{best['precision']:.3f} vs positive rate {best['positive_rate']:.3f} "
-              f"(median of {int(best['reruns'])} reruns)")
-        from report import start_report
-        from results import read_reruns
-        preload.wait()  # its warm-up figure must not be drawn at the same time as the report's
-        # two plots are drawn in a forked copy of this process while this one runs the permutation test
-        report = start_report(self.run_dir, ranking, read_reruns(self.run_dir / "reruns.csv"), self.recorder.study)
-        fwp = self._family_wise_p_value()
-        if fwp is not None:
-            labels = "validation" if self.settings.selection == "validation" else "test"
-            print(f"Family-wise p-value of the winner: {fwp:.3g} (how often the best of these "
-                  f"{completed} combinations looks at least this good when the {labels} labels are shuffled "
-                  f"in blocks of {self.settings.permutation_block_length} rows; "
-                  f"{self.settings.permutations} permutations)")
-        from results import atomic_write_text
-        atomic_write_text(json.dumps({"best_combination": best["combination"],
-                                      "best_p_value": float(best["p_value"]),
-                                      "family_wise_p_value": fwp,
-                                      "significant_at_fdr": int(ranking["significant"].sum()),
-                                      "false_discovery_rate": self.settings.false_discovery_rate,
-                                      "completed": completed, "pruned": pruned, "failed": failed,
-                                      "sweep": self.timing}, indent=2),
-                          self.run_dir / "summary.json")
-        print(f"{int(ranking['significant'].sum())} of {completed} combinations are significant at a "
+        on = "the validation tail" if self.settings.selection == "validation" else "the test file"
+        print(f"Best combination on {on}: {best['combination']} ({varying}): p-value {best['p_value']:.4g}, "
+              f"precision {best['precision']:.3f} vs base rate {best['positive_rate']:.3f} "
+              f"({int(best['tp'])} of {int(best['tp'] + best['fp'])} positive predictions right, pooled over "
+              f"{int(best['reruns'])} reruns)")
+        blocks = self.test.blocks
+        print(f"Family-wise p-value of the winner: {best['p_value_family_wise']:.3g} (how often the best of these "
+              f"{completed} combinations looks at least this good when the labels of {on} are permuted in "
+              f"{blocks.count} blocks of {'whole dates' if blocks.by_date else 'rows'}; {self.test.orders} "
+              f"label orders{', all of them' if self.test.exact else ''})")
+        print(f"{int(ranking['significant_fdr'].sum())} of {completed} combinations are significant at a "
               f"{self.settings.false_discovery_rate:.0%} false discovery rate (q_value in ranking.csv).")
         print_ranking(ranking, top=5)
         confirmation = self.recorder.confirmation
         if confirmation is not None:
             print(f"\nRanked on the validation tail of {self.settings.train_csv.name}; the top {len(confirmation)} "
-                  f"retrained on the whole train file and tested once on {self.settings.test_csv.name} "
+                  f"retrained on the train file and tested once on {self.settings.test_csv.name} "
                   f"(confirmation.csv; q_value corrects across these {len(confirmation)}):")
             columns = ["combination", "validation_rank", "p_value_validation", "p_value_test", "q_value",
                        "precision", "tp", "fp"]
             print(confirmation.sort_values("validation_rank")[columns].to_string(index=False))
         if failed:
             print(f"warning: {failed} combinations failed; see {self.run_dir / 'errors.csv'}.", file=sys.stderr)
-        report.finish()
+        tested = None if self.recorder.confirmation_test is None else \
+            (self.recorder.confirmation_test, self.confirmation_split)
+        result = write_summary(self.run_dir, self.settings, ranking, confirmation, (self.test, self.data["splits"]),
+                               tested, {"completed": completed, "pruned": pruned, "failed": failed}, self.timing)
+        from report import write_report
+        preload.wait()  # its warm-up figure must not be drawn at the same time as the report's
+        write_report(self.run_dir, ranking, self.recorder.study)
         print(f"Report with plots: {self.run_dir / 'report.md'}")
+        print(f"\n{headline(result)}\n{result.reason}")
         return 0
 
 
@@ -472,72 +461,90 @@ class Pool:
 
 
 # ---------------------------------------------------------------------- data
-def prepare_data(settings: Settings) -> dict:
-    """The data the combinations are ranked on, checked, standardized and saved for the workers.
+def evaluation_folds(settings: Settings) -> tuple[list[tuple], Labelled, list[Split]]:
+    """The rows the combinations are ranked on: [(training rows, evaluated rows)] per fold, all evaluated rows, splits.
 
-    SELECTION = "test": train on the train file, evaluate on the test file.
-    SELECTION = "validation": train on the train file's first rows, evaluate
-    on its chronological tail; the test file is not even opened (only its
+    SELECTION = "test": train on the train file (purged against the test
+    file's first date), evaluate on the test file. SELECTION = "validation":
+    train on the train file's first rows, evaluate on its chronological
+    tail, cut into VALIDATION_FOLDS consecutive folds; fold k trains on every
+    row before it (walk-forward), purged at its boundary, so no fold learns
+    from its own future. The test file is then not even opened (only its
     existence is checked) until the top combinations are confirmed on it.
     """
-    x_train, y_train = load_labelled(settings.train_csv)
+    train = load_labelled(settings.train_csv)
     if settings.selection == "test":
-        x_test, y_test = load_labelled(settings.test_csv)
-        check_train_test(settings.train_csv, x_train, y_train, settings.test_csv, x_test, y_test)
-        return combine_folds([save_for_workers(x_train, y_train, x_test, y_test)], y_test)
+        test = load_labelled(settings.test_csv)
+        check_train_test(train, test)
+        split = holdout_split(train, test, settings.label_horizon, settings.embargo_days)
+        return [(train.take(split.train), test)], test, [split]
     if not Path(settings.test_csv).is_file():
         raise DataError(f"The test file '{settings.test_csv}' does not exist. It is only read to confirm the "
                         f"best combinations at the end of the sweep, but it must be there from the start.")
-    # The validation tail, cut into VALIDATION_FOLDS consecutive blocks; fold k
-    # trains on every row before its block (walk-forward), so no fold ever
-    # learns from its own future.
-    n = len(y_train)
-    start = int(round(n * (1 - settings.validation_fraction)))
-    bounds = [start + (n - start) * k // settings.validation_folds for k in range(settings.validation_folds + 1)]
+    splits = validation_splits(train, settings.validation_fraction, settings.validation_folds,
+                               settings.label_horizon, settings.embargo_days)
     folds = []
-    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        check_train_test(settings.train_csv, x_train[:a], y_train[:a],
-                         f"{settings.train_csv} (rows {a + 1}-{b}, validation fold {k + 1})", x_train[a:b], y_train[a:b])
-        folds.append(save_for_workers(x_train[:a], y_train[:a], x_train[a:b], y_train[a:b]))
-    return combine_folds(folds, y_train[start:])
+    for split in splits:
+        rows = split.evaluate
+        fold = (train.take(split.train), train.take(rows))
+        check_train_test(*fold, test_name=f"{settings.train_csv} (rows {rows[0] + 1}-{rows[-1] + 1}, {split.name})")
+        folds.append(fold)
+    return folds, train.take(slice(int(splits[0].evaluate[0]), None)), splits
 
 
-def combine_folds(folds: list[dict], labels) -> dict:
-    """Per-fold worker files, and the labels of all folds in order (for the permutation test)."""
-    path = Path(folds[0]["files"]["eval_y"]).parent / "all_eval_y.npy"
-    np.save(path, np.ascontiguousarray(labels))
-    return {"folds": [f["files"] for f in folds], "fold_rows": [f["rows"] for f in folds],
-            "n_features": folds[0]["n_features"], "labels": str(path)}
+def prepare_data(settings: Settings) -> dict:
+    """The data the combinations are ranked on, checked, purged, standardized and saved for the workers."""
+    folds, evaluated, splits = evaluation_folds(settings)
+    saved = [save_for_workers(train, rows) for train, rows in folds]
+    return {"folds": [s["files"] for s in saved], "fold_rows": [s["rows"] for s in saved],
+            "n_features": saved[0]["n_features"], "evaluated": evaluated, "splits": splits}
+
+
+def confirmation_rows(settings: Settings) -> tuple[Labelled, Labelled, Split]:
+    """The train file (purged against the test file's first date), the test file, and their split."""
+    train, test = load_labelled(settings.train_csv), load_labelled(settings.test_csv)
+    check_train_test(train, test)
+    split = holdout_split(train, test, settings.label_horizon, settings.embargo_days)
+    return train.take(split.train), test, split
 
 
 def prepare_confirmation_data(settings: Settings) -> dict:
-    """The whole train file and the test file, for confirming the top combinations."""
-    x_train, y_train = load_labelled(settings.train_csv)
-    x_test, y_test = load_labelled(settings.test_csv)
-    check_train_test(settings.train_csv, x_train, y_train, settings.test_csv, x_test, y_test)
-    return save_for_workers(x_train, y_train, x_test, y_test)
+    """The confirmation's rows, saved for the workers."""
+    train, test, split = confirmation_rows(settings)
+    return {**save_for_workers(train, test), "evaluated": test, "split": split}
 
 
-def save_for_workers(x_train, y_train, x_eval, y_eval) -> dict:
+def save_for_workers(train: Labelled, evaluated: Labelled) -> dict:
     """Standardize with the training rows' statistics only, and save as .npy files the workers load once."""
-    scaler = Standardizer().fit(x_train)
+    scaler = Standardizer().fit(train.x)
     folder = Path(tempfile.mkdtemp(prefix="sweep-data-"))
     import atexit
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     files = {}
-    for name, array in {"train_x": scaler.transform(x_train), "train_y": y_train,
-                        "eval_x": scaler.transform(x_eval), "eval_y": y_eval}.items():
+    for name, array in {"train_x": scaler.transform(train.x), "train_y": train.y,
+                        "eval_x": scaler.transform(evaluated.x), "eval_y": evaluated.y}.items():
         files[name] = str(folder / f"{name}.npy")
         np.save(files[name], np.ascontiguousarray(array))
-    return {"files": files, "n_features": x_train.shape[1], "rows": len(y_eval)}
+    return {"files": files, "n_features": train.x.shape[1], "rows": len(evaluated)}
+
+
+def permutation_test(settings: Settings, rows: Labelled) -> PermutationTest:
+    """The block permutation test of these evaluated rows: blocks of whole dates, or of rows without dates."""
+    blocks = date_blocks(rows.dates, rows.tickers, settings.label_horizon) if rows.dated \
+        else row_blocks(len(rows), settings.permutation_block_length)
+    return PermutationTest(rows.y, blocks, settings.permutations, settings.seed)
+
+
+RUN_RECORD = ("TRAIN_CSV", "TEST_CSV", "LATEST_CSV", "SEED", "RERUN_COUNT", "PREDICTION_THRESHOLD", "SELECTION",
+              "P_VALUE_TEST", "FALSE_DISCOVERY_RATE", "SIGNIFICANCE_LEVEL", "PERMUTATIONS",
+              "PERMUTATION_BLOCK_LENGTH", "LABEL_HORIZON", "EMBARGO_DAYS", "VALIDATION_FRACTION",
+              "VALIDATION_FOLDS", "CONFIRM_TOP_K")
 
 
 def run_record(settings: Settings) -> dict:
-    """The resolved settings later commands need (evaluate.py --predict), with absolute paths."""
-    return {"TRAIN_CSV": str(settings.train_csv), "TEST_CSV": str(settings.test_csv),
-            "LATEST_CSV": str(settings.latest_csv), "SEED": settings.seed, "RERUN_COUNT": settings.rerun_count,
-            "PREDICTION_THRESHOLD": settings.prediction_threshold, "SELECTION": settings.selection,
-            "P_VALUE_TEST": settings.p_value_test, "FALSE_DISCOVERY_RATE": settings.false_discovery_rate}
+    """The resolved settings later commands need to rank and predict (evaluate.py), with absolute paths."""
+    return {key: str(value) if isinstance(value, Path) else value
+            for key, value in ((key, getattr(settings, key.lower())) for key in RUN_RECORD)}
 
 
 def file_digest(path: Path) -> str:
@@ -556,6 +563,8 @@ def run_fingerprint(settings: Settings, combinations: list[dict]) -> dict:
         "RERUN_COUNT": settings.rerun_count, "SEED": settings.seed,
         "PREDICTION_THRESHOLD": settings.prediction_threshold, "P_VALUE_TEST": settings.p_value_test,
         "SELECTION": settings.selection, "TRAIN_CSV": file_digest(settings.train_csv),
+        # they decide which training rows are purged at each boundary
+        "LABEL_HORIZON": settings.label_horizon, "EMBARGO_DAYS": settings.embargo_days,
         # in validation mode the test file is read only at confirmation; its digest is checked then
         "TEST_CSV": file_digest(settings.test_csv) if settings.selection == "test" else None,
         "VALIDATION_FRACTION": settings.validation_fraction if settings.selection == "validation" else None,
@@ -573,13 +582,17 @@ class Recorder:
     recording stays cheap however many combinations a sweep has.
     """
 
-    def __init__(self, run_dir: Path, study, settings: Settings, fold_rows: list[int]) -> None:
+    def __init__(self, run_dir: Path, study, settings: Settings, fold_rows: list[int],
+                 test: PermutationTest) -> None:
         self.run_dir, self.study, self.settings = run_dir, study, settings
         self.fold_rows = fold_rows
+        self.test = test                             # the ranked rows' block permutation test
+        self.counts: dict[str, np.ndarray | None] = {}  # combination -> its row of test.counts (None: pruned)
+        self.confirmation_test: PermutationTest | None = None
+        self.confirmation_counts: dict[str, np.ndarray | None] = {}
         self.partial: dict[str, dict[tuple[int, int], dict]] = {}  # combination -> (rerun, fold) -> result
         self.rows: dict[str, list[dict]] = {}        # combination -> its scored reruns
         self.params: dict[str, dict] = {}            # combination -> its hyperparameters
-        self.predictions: dict[tuple[str, int], bytes] = {}  # packed 0/1 predictions on the ranked set
         self.confirmation_rows: list[dict] = []
         self.errors: list[dict] = []
         self._synced: set[int] = set()               # trial ids already taken in
@@ -617,14 +630,17 @@ class Recorder:
                                     "error": trial.user_attrs["error"], "traceback": trial.user_attrs["traceback"]})
                 self._dirty = True
 
-    def keep(self, cid: str, reruns: list[dict], bits: list[bytes], params: dict | None = None) -> None:
-        """One finished combination's reruns (and their packed predictions), as recorded in the study."""
+    def keep(self, cid: str, reruns: list[dict], bits: list, params: dict | None = None,
+             counts: np.ndarray | None = None) -> None:
+        """One finished combination's reruns, and its permutation counts from their packed predictions.
+
+        The predictions themselves stay in the study only: the counts are all the ranking needs.
+        """
         self.rows[cid] = reruns
         if params is not None:
             self.params[cid] = params
-        for row, b in zip(reruns, bits):
-            self.predictions[(cid, row["rerun"])] = b if isinstance(b, bytes) else base64.b64decode(b)
-        p = median_p_value(reruns)
+        self.counts[cid] = counts if counts is not None else permutation_counts(self.test, reruns, bits)
+        p = p_value_of(self.test, self.counts[cid])
         self.best_p = p if self.best_p is None else min(self.best_p, p)
         self._ranking = None
         self._dirty = True
@@ -686,7 +702,7 @@ class Recorder:
                 columns[r["combination"]] = hyperparameter_columns(training["params"])
             row = {"combination": r["combination"], "rerun": int(r["rerun"]), "seed": int(r["seed"]),
                    **columns[r["combination"]], **{k: int(r[k]) for k in ("tp", "fp", "tn", "fn")},
-                   "precision": None if math.isnan(prec) else float(prec), "p_value": float(p),
+                   "precision": None if math.isnan(prec) else float(prec), "p_value_independent_rows": float(p),
                    "status": "pruned" if was_pruned else "completed",
                    "epochs": int(r.get("epochs", training["params"]["max_epochs"])),
                    "diverged": bool(r["diverged"]), "train_loss": _finite_or_none(r["train_loss"]),
@@ -708,9 +724,11 @@ class Recorder:
         return {"params": shown, "distributions": {name: self._distribution_of[name] for name in shown},
                 "user_attrs": {"combination": cid, "params": combination}}
 
-    def set_confirmation(self, rows: list[dict]) -> None:
-        """The top combinations' reruns on the test file; they fill p_value_test and confirmation.csv."""
-        self.confirmation_rows = rows
+    def set_confirmation(self, test: PermutationTest, rows: list[dict], counts: dict) -> None:
+        """The top combinations' reruns on the test file and their permutation counts there.
+
+        They fill p_value_test and confirmation.csv."""
+        self.confirmation_test, self.confirmation_rows, self.confirmation_counts = test, rows, counts
         self._ranking = None
         self._dirty = True
 
@@ -759,8 +777,8 @@ class Recorder:
         """The ranking, computed from `reruns` (this run's _reruns_table, if the caller has it) where not kept."""
         if self._ranking is None and self.rows:
             from evaluate import label_sources, rank_combinations
-            ranking = rank_combinations(self._reruns_table() if reruns is None else reruns,
-                                        self.settings.false_discovery_rate)
+            ranking = rank_combinations(self._reruns_table() if reruns is None else reruns, self.counts,
+                                        self.test.orders, self.settings.false_discovery_rate)
             self._confirmation = self._confirmation_table(ranking)
             self._ranking = label_sources(ranking, self.settings.selection, self._confirmation)
         return self._ranking
@@ -774,9 +792,10 @@ class Recorder:
         if not self.confirmation_rows:
             return None
         from evaluate import rank_combinations
-        table = rank_combinations(self._reruns_table(self.confirmation_rows), self.settings.false_discovery_rate)
+        table = rank_combinations(self._reruns_table(self.confirmation_rows), self.confirmation_counts,
+                                  self.confirmation_test.orders, self.settings.false_discovery_rate)
         validation = ranking.set_index("combination")
-        table = table.rename(columns={"p_value": "p_value_test"})
+        table = table.rename(columns={"p_value": "p_value_test", "p_value_family_wise": "p_value_test_family_wise"})
         table.insert(2, "validation_rank", validation.loc[table["combination"], "rank"].to_numpy())
         table.insert(table.columns.get_loc("p_value_test"), "p_value_validation",
                      validation.loc[table["combination"], "p_value"].to_numpy())
@@ -821,10 +840,11 @@ def stored_rows(reruns: list[dict], bits: list[str]) -> list[dict]:
 
 
 def rows_from_study(attrs: dict) -> tuple[list[dict], list[bytes]]:
-    """(reruns.csv rows, packed predictions) of a finished trial; also reads the older layout
-    (full rows, predictions in their own attr)."""
+    """(reruns.csv rows, packed predictions) of a finished trial; also reads the older layouts
+    (full rows, predictions in their own attr, the independent-rows p-value as "p_value")."""
     columns = _columns_of(attrs)
-    rows = [{**columns, **{k: v for k, v in row.items() if k != "bits"}} for row in attrs["reruns"]]
+    renamed = {"p_value": "p_value_independent_rows"}
+    rows = [{**columns, **{renamed.get(k, k): v for k, v in row.items() if k != "bits"}} for row in attrs["reruns"]]
     packed = [row.get("bits") for row in attrs["reruns"]]
     if not all(packed):
         packed = attrs.get("predictions", [])
@@ -867,9 +887,36 @@ def _optuna_params(params: dict) -> dict:
     return {name: display_value(params[name]) for name in HYPERPARAMETERS if params[name] is not None}
 
 
-def median_p_value(reruns: list[dict]) -> float:
-    """A combination's p-value: the median over its reruns (statistics.median: numpy's costs ~20x more on 3 values)."""
-    return float(statistics.median(r["p_value"] for r in reruns))
+def permutation_counts(test: PermutationTest, reruns: list[dict], bits: list) -> np.ndarray | None:
+    """A combination's row of test.counts: its reruns' predictions pooled, a diverged rerun's left out.
+
+    None for a pruned combination: it is ranked with p = 1 (no evidence), as if never better than chance.
+    """
+    if any(r.get("status") == "pruned" for r in reruns):
+        return None
+    kept = [_as_bytes(b) for r, b in zip(reruns, bits) if not r["diverged"]]
+    return test.counts(pooled_predictions(kept, len(test.labels)))[0]
+
+
+def p_value_of(test: PermutationTest, counts: np.ndarray | None) -> float:
+    """A combination's block permutation p-value from its row of counts (1 when pruned)."""
+    return 1.0 if counts is None else float(counts[0] / test.orders)
+
+
+def too_few_blocks(test: PermutationTest, rows: str, level: float) -> str:
+    """The warning for a permutation test whose smallest p-value cannot reach the significance level."""
+    blocks = test.blocks
+    unit = "whole dates spanning at least LABEL_HORIZON weekdays each" if blocks.by_date else "rows"
+    return (f"the {rows} make only {blocks.count} permutation block(s) of {unit}, so the smallest p-value the "
+            f"test can give is {test.smallest_p_value:.3g}: nothing can reach the {level:g} level. Evaluate on "
+            f"a longer period (a larger VALIDATION_FRACTION or test file)"
+            + (" or a smaller LABEL_HORIZON, if the labels really look less far ahead." if blocks.by_date
+               else " or set PERMUTATION_BLOCK_LENGTH to fewer rows."))
+
+
+def _as_bytes(bits) -> bytes:
+    """Packed predictions as bytes, from the study's base64 text or as they are."""
+    return bits if isinstance(bits, bytes) else base64.b64decode(bits)
 
 
 def _finite_or_none(value) -> float | None:

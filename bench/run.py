@@ -112,10 +112,11 @@ def sweep_flops(config: Path) -> float:
     """The sweep's forward and backward FLOPs, summed over its trainings."""
     sys.path.insert(0, str(ROOT))
     import plan
+    from data import load_labelled
     from settings import load_settings
     settings = load_settings(config)
-    rows = sum(1 for _ in open(settings.train_csv))
-    features = len(open(settings.train_csv).readline().split(",")) - 1
+    train = load_labelled(settings.train_csv)
+    rows, features = train.x.shape
     return sum(plan.training_flops(c, features, rows) * settings.rerun_count
                for c in plan.planned_combinations(settings))
 

@@ -40,7 +40,7 @@ def write_config(combinations: int) -> Path:
                                       "kaiming_normal"]}
     path = OUT / f"scale{combinations}.py"
     path.write_text(f"hyperparameter_values = {grid!r}\n"
-                    "RERUN_COUNT = 3\nCPU_COUNT = 2\nSELECTION = 'test'\nDEVICE = 'cpu'\nPERMUTATIONS = 0\n"
+                    "RERUN_COUNT = 3\nCPU_COUNT = 2\nSELECTION = 'test'\nDEVICE = 'cpu'\n"
                     "TRAIN_CSV = '../../example_data/train.csv'\nTEST_CSV = '../../example_data/test.csv'\n"
                     "RESULTS_DIR = '.'\n")
     return path

@@ -51,7 +51,7 @@ def write_run(folder: Path, order: list, config: str | None) -> Path:
     for rank, i in enumerate(order, start=1):
         p = rank / 100
         rows.append({"rank": rank, "combination": combination_id(i), **hyperparameters(i), "p_value": p,
-                     "p_value_holm": min(1.0, p * len(order)), "q_value": p, "significant": p <= 0.05,
+                     "q_value": p, "significant_fdr": p <= 0.05, "p_value_family_wise": min(1.0, p * len(order)),
                      "precision": 0.6 - rank / 100, "tp": 20 - rank, "fp": 10, "tn": 150, "fn": 20,
                      "positive_rate": 0.2, "reruns": 3, "diverged": 0, "seconds": 1.5})
     pd.DataFrame(rows).to_csv(folder / "ranking.csv", index=False)

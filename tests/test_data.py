@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import data  # importable through tests/conftest.py, which puts the repo root on sys.path
 from data import (
     DataError,
+    Labelled,
     Standardizer,
     check_latest,
     check_train_test,
@@ -29,6 +30,12 @@ def write(path: Path, text) -> Path:
     """Write str (as UTF-8, newlines untouched) or bytes to path."""
     path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
     return path
+
+
+def xy(path) -> tuple[np.ndarray, np.ndarray]:
+    """A labelled file's features and labels."""
+    loaded = load_labelled(path)
+    return loaded.x, loaded.y
 
 
 def fmt(value) -> str:
@@ -67,7 +74,7 @@ def reported_line(exc: DataError) -> int:
 def test_labelled_round_trip(tmp_path, n_features):
     X, y = random_labelled(50, n_features, seed=n_features)
     path = write(tmp_path / "train.csv", labelled_text(X, y))
-    X2, y2 = load_labelled(path)
+    X2, y2 = xy(path)
     assert X2.dtype == np.float32 and y2.dtype == np.int8
     assert X2.shape == (50, n_features) and y2.shape == (50,)
     np.testing.assert_array_equal(X2, X)
@@ -76,11 +83,11 @@ def test_labelled_round_trip(tmp_path, n_features):
 
 def test_labelled_accepts_str_path_single_row_and_float_labels(tmp_path):
     path = write(tmp_path / "one.csv", "0.5,-2,1.0\n")
-    X, y = load_labelled(str(path))
+    X, y = xy(str(path))
     np.testing.assert_array_equal(X, np.array([[0.5, -2.0]], dtype=np.float32))
     np.testing.assert_array_equal(y, np.array([1], dtype=np.int8))
     path = write(tmp_path / "zero.csv", "3,0.0\n4,1e0\n")
-    np.testing.assert_array_equal(load_labelled(path)[1], [0, 1])
+    np.testing.assert_array_equal(load_labelled(path).y, [0, 1])
 
 
 @pytest.mark.parametrize("text", [
@@ -94,7 +101,7 @@ def test_labelled_accepts_str_path_single_row_and_float_labels(tmp_path):
     "1.0,2.0,0.0\n3e0,+4,1.0\n",    # float-formatted values and labels
 ])
 def test_labelled_formatting_variants(tmp_path, text):
-    X, y = load_labelled(write(tmp_path / "v.csv", text))
+    X, y = xy(write(tmp_path / "v.csv", text))
     np.testing.assert_array_equal(X, np.array([[1, 2], [3, 4]], dtype=np.float32))
     np.testing.assert_array_equal(y, np.array([0, 1], dtype=np.int8))
 
@@ -108,7 +115,7 @@ def test_fast_path_used_for_well_formed_file(tmp_path, monkeypatch):
         raise AssertionError("slow path used for a well-formed file")
 
     monkeypatch.setattr(data, "_slow_labelled", boom)
-    X2, y2 = load_labelled(path)
+    X2, y2 = xy(path)
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
 
@@ -128,7 +135,7 @@ def test_large_file_takes_fast_path(tmp_path, monkeypatch, newline, bom):
         raise AssertionError("slow path used for a well-formed 10,000 x 31 file")
 
     monkeypatch.setattr(data, "_slow_labelled", boom)
-    X2, y2 = load_labelled(path)
+    X2, y2 = xy(path)
     assert X2.shape == (10_000, 30) and y2.shape == (10_000,)
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
@@ -148,7 +155,7 @@ def test_fast_and_slow_paths_agree(tmp_path):
     path = write(tmp_path / "t.csv", labelled_text(X, y))
     _, content = data._read_content(path)
     Xs, ys = data._slow_labelled(str(path), content)
-    Xf, yf = load_labelled(path)
+    Xf, yf = xy(path)
     np.testing.assert_array_equal(Xs, Xf)
     np.testing.assert_array_equal(ys, yf)
     assert Xs.dtype == Xf.dtype and ys.dtype == yf.dtype
@@ -297,26 +304,114 @@ def test_latest_errors(tmp_path, case):
 # Cross-file checks
 # --------------------------------------------------------------------------
 
+def rows(x, y, path, dates=None, tickers=None, features=None) -> Labelled:
+    return Labelled(np.asarray(x, np.float32), np.asarray(y, np.int8),
+                    None if dates is None else np.array(dates, dtype="datetime64[D]"),
+                    None if tickers is None else np.array(tickers), features, path)
+
+
 def test_check_train_test_ok():
     X = np.zeros((4, 3), dtype=np.float32)
-    check_train_test("train.csv", X, np.array([0, 1, 0, 1], np.int8), "test.csv", X, np.array([0, 0, 1, 0], np.int8))
+    check_train_test(rows(X, [0, 1, 0, 1], "train.csv"), rows(X, [0, 0, 1, 0], "test.csv"))
 
 
 def test_check_train_test_feature_mismatch():
     with pytest.raises(DataError, match=r"train\.csv.*has 3 feature columns.*test\.csv.*has 2"):
-        check_train_test("train.csv", np.zeros((2, 3)), np.array([0, 1]), "test.csv", np.zeros((2, 2)), np.array([0, 1]))
+        check_train_test(rows(np.zeros((2, 3)), [0, 1], "train.csv"), rows(np.zeros((2, 2)), [0, 1], "test.csv"))
 
 
 @pytest.mark.parametrize("label", [0, 1])
 def test_check_train_test_single_class(label):
-    y = np.full(5, label, np.int8)
     with pytest.raises(DataError, match=rf"train\.csv.*label {label}.*both classes"):
-        check_train_test("train.csv", np.zeros((5, 2)), y, "test.csv", np.zeros((2, 2)), np.array([0, 1]))
+        check_train_test(rows(np.zeros((5, 2)), [label] * 5, "train.csv"), rows(np.zeros((2, 2)), [0, 1], "test.csv"))
 
 
 def test_check_train_test_no_positive_in_test():
     with pytest.raises(DataError, match=r"test\.csv.*label 1"):
-        check_train_test("train.csv", np.zeros((2, 2)), np.array([0, 1]), "test.csv", np.zeros((3, 2)), np.zeros(3, np.int8))
+        check_train_test(rows(np.zeros((2, 2)), [0, 1], "train.csv"), rows(np.zeros((3, 2)), [0, 0, 0], "test.csv"))
+
+
+def dated(path, days, features=("a", "b")):
+    n = len(days)
+    return rows(np.zeros((n, len(features))), [i % 2 for i in range(n)], path, days, ["X"] * n, tuple(features))
+
+
+def test_check_train_test_headers_must_match_naming_the_file_and_line():
+    with pytest.raises(DataError, match=r"'test\.csv': at line 1 its header \(a,c\) does not match .*train\.csv.*\(a,b\)") as err:
+        check_train_test(dated("train.csv", ["2020-01-01", "2020-01-02"]),
+                         dated("test.csv", ["2020-02-03", "2020-02-04"], features=("a", "c")))
+    assert err.value.path == "test.csv" and err.value.line == 1
+
+
+def test_check_train_test_one_dated_file_and_one_plain_is_refused():
+    with pytest.raises(DataError, match=r"'train\.csv' has dates.*'test\.csv' has none"):
+        check_train_test(dated("train.csv", ["2020-01-01", "2020-01-02"]), rows(np.zeros((2, 2)), [0, 1], "test.csv"))
+
+
+def test_check_train_test_the_test_rows_must_come_after_the_training_rows():
+    with pytest.raises(DataError, match=r"'test\.csv' starts on 2020-01-02.*runs until 2020-01-03"):
+        check_train_test(dated("train.csv", ["2020-01-01", "2020-01-03"]), dated("test.csv", ["2020-01-02", "2020-01-06"]))
+
+
+# --------------------------------------------------------------------------
+# Dated files: a header row, then date, ticker, features, label
+# --------------------------------------------------------------------------
+
+DATED = "date,ticker,f1,f2,label\n2021-03-01,AAA,1.5,2,0\n2021-03-01,BBB,3,4,1\n2021-03-08,AAA,5,6,1\n"
+
+
+def test_a_dated_file_loads_its_dates_tickers_and_feature_names(tmp_path):
+    loaded = load_labelled(write(tmp_path / "dated.csv", DATED))
+    assert loaded.dated and loaded.features == ("f1", "f2")
+    np.testing.assert_array_equal(loaded.x, [[1.5, 2], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(loaded.y, [0, 1, 1])
+    assert loaded.dates.tolist() == [np.datetime64("2021-03-01")] * 2 + [np.datetime64("2021-03-08")]
+    assert loaded.tickers.tolist() == ["AAA", "BBB", "AAA"]
+    picked = loaded.take(np.array([2]))
+    assert picked.tickers.tolist() == ["AAA"] and picked.x.tolist() == [[5, 6]] and len(picked) == 1
+
+
+def test_the_fast_and_slow_paths_agree_on_a_dated_file(tmp_path, monkeypatch):
+    path = write(tmp_path / "dated.csv", DATED)
+    fast = load_labelled(path)
+    monkeypatch.setattr(data, "_fast_parse", lambda *a, **k: None)
+    slow = load_labelled(path)
+    for name in ("x", "y", "dates", "tickers"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+
+
+# (file text, bad line, bad column or None, the message must contain)
+DATED_ERRORS = {
+    "slashed date": ("date,ticker,f1,label\n2021/03/01,AAA,1,0\n", 2, 1, r"'2021/03/01' is not a date written YYYY-MM-DD"),
+    "no such day": ("date,ticker,f1,label\n2021-03-01,AAA,1,0\n2021-02-30,BBB,1,0\n", 3, 1, r"'2021-02-30' is not a date"),
+    "short year": ("date,ticker,f1,label\n21-03-01,AAA,1,0\n", 2, 1, r"YYYY-MM-DD"),
+    "out of order": ("date,ticker,f1,label\n2021-03-08,AAA,1,0\n2021-03-01,BBB,1,1\n", 3, 1,
+                     r"2021-03-01 is earlier than 2021-03-08.*out of order"),
+    "pair twice": ("date,ticker,f1,label\n2021-03-01,AAA,1,0\n2021-03-01,BBB,1,1\n2021-03-01,AAA,2,1\n", 4, 2,
+                   r"AAA on 2021-03-01 repeats line 2"),
+    "empty ticker": ("date,ticker,f1,label\n2021-03-01, ,1,0\n", 2, 2, r"ticker.*empty"),
+    "bad header": ("date,symbol,f1,label\n2021-03-01,AAA,1,0\n", 1, None, r"does not read date,ticker"),
+    "feature twice": ("date,ticker,f1,f1,label\n2021-03-01,AAA,1,2,0\n", 1, None, r"'f1' appears twice"),
+    "no label column": ("date,ticker,f1,f2\n2021-03-01,AAA,1,0\n", 1, None, r"does not read date,ticker"),
+    "short row": ("date,ticker,f1,f2,label\n2021-03-01,AAA,1,0\n", 2, None, r"has 4 columns but the header has 5"),
+    "label 2": ("date,ticker,f1,label\n2021-03-01,AAA,1,2\n", 2, 4, r"label '2' is not 0 or 1"),
+    "text feature": ("date,ticker,f1,label\n2021-03-01,AAA,x,0\n", 2, 3, r"'x' is not a number"),
+}
+
+
+@pytest.mark.parametrize("case", list(DATED_ERRORS), ids=list(DATED_ERRORS))
+def test_dated_errors_name_the_file_line_and_column(tmp_path, case):
+    text, line, column, message = DATED_ERRORS[case]
+    path = write(tmp_path / "dated.csv", text)
+    with pytest.raises(DataError, match=message) as err:
+        load_labelled(path)
+    assert err.value.path == str(path) and err.value.line == line and err.value.column == column
+    assert str(path) in str(err.value) and f"line {line}" in str(err.value)
+
+
+def test_a_header_without_rows_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"header row but no data rows"):
+        load_labelled(write(tmp_path / "dated.csv", "date,ticker,f1,label\n"))
 
 
 def test_check_latest():
@@ -415,7 +510,7 @@ def valid_labelled(draw):
 def test_property_valid_files_round_trip(tmp_path, case):
     text, X, y = case
     path = write(tmp_path / "valid.csv", text)
-    X2, y2 = load_labelled(path)
+    X2, y2 = xy(path)
     assert X2.dtype == np.float32 and y2.dtype == np.int8
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)

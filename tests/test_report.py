@@ -8,7 +8,6 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 
 import report
-from settings import HYPERPARAMETERS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["p_values.png", "p_by_hyperparameter.png", "precision_vs_predicted.png", "best_over_time.png"]
@@ -32,7 +31,7 @@ TOTAL, POSITIVES = 1000, 350
 def ranking_row(rank, cid, p, tp, fp, **hyperparameters):
     precision = tp / (tp + fp) if tp + fp else np.nan
     return {"rank": rank, "combination": cid, **{**DEFAULTS, **hyperparameters}, "p_value": p,
-            "p_value_holm": min(1.0, p * 6), "q_value": min(1.0, p * 3), "significant": p * 3 <= 0.05,
+            "q_value": min(1.0, p * 3), "significant_fdr": p * 3 <= 0.05, "p_value_family_wise": min(1.0, p * 6),
             "precision": precision, "tp": tp, "fp": fp, "tn": TOTAL - POSITIVES - fp, "fn": POSITIVES - tp,
             "positive_rate": POSITIVES / TOTAL, "reruns": 2, "diverged": 0, "seconds": 1.5}
 
@@ -40,19 +39,6 @@ def ranking_row(rank, cid, p, tp, fp, **hyperparameters):
 def make_ranking(combinations=COMBINATIONS):
     rows = [ranking_row(i + 1, cid, p, tp, fp, learning_rate=lr, optimizer=opt, hidden_layers=layers)
             for i, (cid, lr, opt, layers, p, tp, fp) in enumerate(combinations)]
-    return pd.DataFrame(rows)
-
-
-def make_reruns(ranking):
-    """Two reruns per combination whose median p-value is the combination's."""
-    rows = []
-    for _, row in ranking.iterrows():
-        for rerun, factor in enumerate((0.5, 1.5)):
-            rows.append({"combination": row["combination"], "rerun": rerun, "seed": rerun,
-                         **{h: row[h] for h in HYPERPARAMETERS}, "tp": row["tp"], "fp": row["fp"],
-                         "tn": row["tn"], "fn": row["fn"], "precision": row["precision"],
-                         "p_value": min(1.0, row["p_value"] * factor) if row["p_value"] < 1 else 1.0,
-                         "diverged": False, "train_loss": 0.6, "seconds": 0.75})
     return pd.DataFrame(rows)
 
 
@@ -79,7 +65,7 @@ def assert_pngs(run_dir):
 @pytest.mark.parametrize("with_study", [True, False])
 def test_write_report_writes_every_file(tmp_path, with_study):
     ranking = make_ranking()
-    written = report.write_report(tmp_path, ranking, make_reruns(ranking), make_study() if with_study else None)
+    written = report.write_report(tmp_path, ranking, make_study() if with_study else None)
     assert sorted(p.name for p in written) == sorted([*PLOTS, "values.csv", "report.md"])
     assert all(p.parent == tmp_path and p.is_file() for p in written)
     assert_pngs(tmp_path)
@@ -102,7 +88,7 @@ def test_only_abandoned_temporary_files_are_removed(tmp_path):
 
 def test_report_md_links_every_plot_and_names_the_best(tmp_path):
     ranking = make_ranking()
-    report.write_report(tmp_path, ranking, make_reruns(ranking), make_study(), top=3)
+    report.write_report(tmp_path, ranking, make_study(), top=3)
     text = (tmp_path / "report.md").read_text()
     assert f"# Sweep report: {tmp_path.name}" in text
     for name in PLOTS:
@@ -179,14 +165,12 @@ def test_importances_when_every_p_value_is_equal_is_none():
     assert report.importances(make_study(flat)) is None
 
 
-def test_completion_history_follows_the_study_not_the_reruns():
-    study = make_study()
-    p, label, _ = report.completion_history(make_reruns(make_ranking()).iloc[::-1], study)
+def test_completion_history_follows_the_study():
+    p, label, _ = report.completion_history(make_study())
     assert list(p) == [c[4] for c in COMBINATIONS]
     assert "completion order" in label
-    p, label, _ = report.completion_history(make_reruns(make_ranking()).iloc[::-1], None)
-    assert list(p) == [c[4] for c in reversed(COMBINATIONS)]
-    assert "reruns.csv" in label
+    p, _, _ = report.completion_history(None)
+    assert len(p) == 0
 
 
 # ------------------------------------------------------------------ edge cases
@@ -194,7 +178,7 @@ def test_every_p_value_one_and_nothing_predicted(tmp_path):
     flat = [(cid, lr, opt, layers, 1.0, 0, 0) for cid, lr, opt, layers, _, _, _ in COMBINATIONS]
     ranking = make_ranking(flat)
     assert ranking["precision"].isna().all()
-    report.write_report(tmp_path, ranking, make_reruns(ranking), make_study(flat))
+    report.write_report(tmp_path, ranking, make_study(flat))
     assert_pngs(tmp_path)
     text = (tmp_path / "report.md").read_text()
     assert "Not available" in text  # no importances to show
@@ -203,7 +187,7 @@ def test_every_p_value_one_and_nothing_predicted(tmp_path):
 
 def test_a_single_combination(tmp_path):
     ranking = make_ranking(COMBINATIONS[:1])
-    report.write_report(tmp_path, ranking, make_reruns(ranking), make_study(COMBINATIONS[:1]))
+    report.write_report(tmp_path, ranking, make_study(COMBINATIONS[:1]))
     assert_pngs(tmp_path)
     text = (tmp_path / "report.md").read_text()
     assert "Best combination: `c0`" in text and "1 combination;" in text
@@ -215,7 +199,7 @@ def test_a_hyperparameter_column_entirely_empty_and_a_p_value_of_zero(tmp_path):
     ranking = make_ranking()
     ranking["optimizer"] = None
     ranking.loc[0, "p_value"] = 0.0  # underflowed binomial tail
-    report.write_report(tmp_path, ranking, make_reruns(ranking))
+    report.write_report(tmp_path, ranking)
     assert_pngs(tmp_path)
     assert "optimizer" not in set(report.value_summary(ranking)["hyperparameter"])
     assert math.isfinite(report.value_summary(ranking)["best_minus_log10_p"].max())
@@ -223,6 +207,33 @@ def test_a_hyperparameter_column_entirely_empty_and_a_p_value_of_zero(tmp_path):
 
 def test_no_finished_combination(tmp_path):
     ranking = make_ranking().iloc[0:0]
-    report.write_report(tmp_path, ranking, make_reruns(ranking))
+    report.write_report(tmp_path, ranking)
     assert_pngs(tmp_path)
     assert "No combination has finished yet." in (tmp_path / "report.md").read_text()
+
+
+# ------------------------------------------------------------------ verdict and scope
+def test_report_md_opens_with_the_verdict_and_the_confirmation(tmp_path):
+    import json
+    statistics = {"test": "block permutation of the evaluated labels", "blocks": "consecutive rows (the files have "
+                  "no dates)", "block_count": 20, "label_orders": 1000, "exact": False, "smallest_p_value": 0.001,
+                  "evaluated_rows": 400, "effective_observations": 20, "purged_rows": {"validation fold 1": 80},
+                  "purge_boundaries": {"validation fold 1": "row 1601"}, "assumed": "The files have no dates."}
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "verdict": "not confirmed", "verdict_reason": "The winner, combination c0, ... p = 0.4.",
+        "family_wise_p_value": 0.03, "statistics": statistics}))
+    pd.DataFrame({"combination": ["c1", "c0"], "validation_rank": [2, 1], "p_value_validation": [0.01, 0.001],
+                  "p_value_test": [0.5, 0.4], "q_value": [0.5, 0.5], "precision": [0.4, 0.41], "tp": [4, 41],
+                  "fp": [6, 59]}).to_csv(tmp_path / "confirmation.csv", index=False)
+    report.write_report(tmp_path, make_ranking())
+    text = (tmp_path / "report.md").read_text()
+    lines = text.splitlines()
+    assert lines[2] == "## Verdict: not confirmed" and lines[4] == "The winner, combination c0, ... p = 0.4."
+    rows = [line for line in lines if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert rows[0].startswith("| 1 | `c0` | 0.001 | 0.4 |")  # by validation rank
+    assert text.index("## Verdict") < text.index("Best combination") < text.index("## What the test covers")
+    assert "Family-wise p-value of the winner" in text and "0.03" in text
+    assert "80 rows before row 1601 (validation fold 1)" in text
+    assert "about 20 independent observations (the blocks)" in text
+    assert "**Assumed:** The files have no dates." in text
+    assert "Not corrected for:** the choices of a model-based sampler or a pruner" in text

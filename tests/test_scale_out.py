@@ -23,7 +23,7 @@ def ranged_config(folder, data_dir, name="ranged", **settings):
     lines = ["from space import loguniform, uniform, intrange",
              f"hyperparameter_values = {grid}",
              f"TRAIN_CSV = {str(data_dir / 'train.csv')!r}", f"TEST_CSV = {str(data_dir / 'test.csv')!r}",
-             "DEVICE = 'cpu'", "SELECTION = 'test'", "PERMUTATIONS = 50"]
+             "DEVICE = 'cpu'", "SELECTION = 'test'", "PERMUTATIONS = 99"]
     lines += [f"{key} = {value!r}" for key, value in settings.items()]
     path = folder / f"{name}.py"
     path.write_text("\n".join(lines) + "\n")

@@ -64,17 +64,23 @@ def test_grid_sweep_end_to_end(tmp_path, data_dir):
     for row in reruns.itertuples():
         n = row.tp + row.fp
         expected = stats.binomtest(row.tp, n, positive_rate, alternative="greater").pvalue if n else 1.0
-        assert row.p_value == pytest.approx(expected, rel=1e-9)
+        assert row.p_value_independent_rows == pytest.approx(expected, rel=1e-9)
         assert row.tp + row.fp + row.tn + row.fn == 200
-    medians = reruns.groupby("combination")["p_value"].median()
-    assert np.allclose(ranking.set_index("combination")["p_value"], medians.loc[ranking["combination"]])
+    medians = reruns.groupby("combination")["p_value_independent_rows"].median()
+    by_id = ranking.set_index("combination")
+    assert np.allclose(by_id["p_value_independent_rows"], medians.loc[ranking["combination"]])
+    sums = reruns.groupby("combination")[["tp", "fp"]].sum().loc[ranking["combination"]]
+    assert (by_id[["tp", "fp"]].to_numpy() == sums.to_numpy()).all()  # pooled over the reruns
+    # each p-value is the block permutation test of the reruns' pooled predictions, recomputed from the study
+    assert np.allclose(by_id["p_value"], permutation_p_values(run, data_dir / "test.csv").loc[ranking["combination"]])
     assert ranking["p_value"].is_monotonic_increasing
     assert ranking["rank"].tolist() == list(range(1, 13))
     from statsmodels.stats.multitest import multipletests
-    np.testing.assert_allclose(ranking["p_value_holm"], multipletests(ranking["p_value"], method="holm")[1])
     np.testing.assert_allclose(ranking["q_value"], multipletests(ranking["p_value"], method="fdr_bh")[1])
     summary = __import__("json").loads((run / "summary.json").read_text())
-    assert 0 < summary["family_wise_p_value"] <= 1
+    assert summary["family_wise_p_value"] == ranking["p_value_family_wise"].iloc[0]
+    assert ranking["p_value"].iloc[0] <= summary["family_wise_p_value"] <= 1
+    assert summary["statistics"]["assumed"].startswith("The files have no dates")
     import mkl_shim
     assert summary["sweep"]["mkl_amd_avx512"] == mkl_shim.cpu_wants_shim(Path("/proc/cpuinfo").read_text())
     assert (run / "config.py").read_text() == config.read_text()
@@ -106,6 +112,20 @@ def test_running_again_resumes_without_retraining(tmp_path, data_dir):
     assert again.returncode == 0, again.stderr
     assert "2 of 2 combinations already finished" in again.stderr
     assert (tmp_path / "results" / "small" / "reruns.csv").read_text() == before
+
+
+def permutation_p_values(run: Path, evaluated_csv: Path, permutations: int = 1000, seed: int = 0) -> pd.Series:
+    """Each finished combination's block permutation p-value, recomputed from its predictions in the study."""
+    from significance import PermutationTest, pooled_predictions, row_blocks
+    from sweep import rows_from_study
+    labels = np.loadtxt(evaluated_csv, delimiter=",")[:, -1]
+    test = PermutationTest(labels, row_blocks(len(labels), None), permutations, seed)
+    p = {}
+    for trial in load_study(run / "study.journal").trials:
+        reruns, bits = rows_from_study(trial.user_attrs)
+        pooled = pooled_predictions([b for r, b in zip(reruns, bits) if not r["diverged"]], len(labels))
+        p[trial.user_attrs["combination"]] = test.p_values(test.counts(pooled))[0]
+    return pd.Series(p)
 
 
 def load_study(journal: Path):
@@ -314,8 +334,8 @@ def test_validation_selection_ranks_on_the_train_tail_and_confirms_the_top_on_te
     assert sorted(confirmation["validation_rank"]) == [1, 2, 3]
     assert confirmation["p_value_test"].is_monotonic_increasing
     positive_rate = np.loadtxt(data_dir / "test.csv", delimiter=",")[:, -1].mean()
-    for row in confirmation.itertuples():  # medians of 3 reruns scored on the 200 test rows
-        assert row.tp + row.fp + row.tn + row.fn == 200
+    for row in confirmation.itertuples():  # 3 reruns' counts on the 200 test rows, pooled
+        assert row.tp + row.fp + row.tn + row.fn == 3 * 200
         assert row.positive_rate == pytest.approx(positive_rate)
     assert "Confirming the top 3" in done.stderr and "tested once on test.csv" in done.stdout
 

@@ -211,6 +211,15 @@ BAD_CONFIGS = {
     "impossible range bounds": (
         'from space import loguniform\nSAMPLER = "tpe"\nhyperparameter_values = {"learning_rate": loguniform(0, 1)}',
         r"on line 3: the range loguniform\(0, 1\) needs 0 < low < high\. Fix the bounds"),
+    "no permutations": (
+        "PERMUTATIONS = 0",
+        r"PERMUTATIONS = 0 is not valid: every p-value of the ranking comes from the block permutation test, "
+        r"which needs a whole number of at least 99"),
+    "label horizon zero": ("LABEL_HORIZON = 0", r"LABEL_HORIZON = 0 is not valid: it must be a whole number of at least 1"),
+    "label horizon float": ("LABEL_HORIZON = 2.5", r"LABEL_HORIZON = 2\.5 is not valid: it must be a whole number"),
+    "negative embargo": ("EMBARGO_DAYS = -1", r"EMBARGO_DAYS = -1 is not valid: it must be a whole number of at least 0"),
+    "significance level 1": ("SIGNIFICANCE_LEVEL = 1", r"SIGNIFICANCE_LEVEL = 1 is not valid: .*strictly between 0 and 1"),
+    "block length zero": ("PERMUTATION_BLOCK_LENGTH = 0", r"PERMUTATION_BLOCK_LENGTH = 0 is not valid"),
     "unknown UPPERCASE setting": (
         "RERUN_COUNTS = 3",
         r"sets unknown setting RERUN_COUNTS \(did you mean RERUN_COUNT\?\)\. Valid settings: CONFIRM_TOP_K, CPU_COUNT, "),

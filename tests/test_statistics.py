@@ -9,13 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from evaluate import (
-    binomial_precision_p_value,
-    fisher_precision_p_value,
-    rank_combinations,
-    score_reruns,
-)
+from statsmodels.stats.multitest import multipletests
+
+from evaluate import binomial_precision_p_value, fisher_precision_p_value, rank_combinations, score_counts
 from settings import HYPERPARAMETERS
+from significance import family_wise_p_values
 
 
 def scipy_binomial(tp, fp, rate):
@@ -185,133 +183,127 @@ def test_property_fisher_matches_scipy_and_is_a_probability(table):
 
 
 # --------------------------------------------------------------------------
-# score_reruns
+# score_counts: one training's precision and independent-rows p-value
 # --------------------------------------------------------------------------
 
-def reruns_frame(rows):
-    """rows: (combination, rerun, tp, fp, tn, fn, diverged)."""
-    frame = pd.DataFrame(rows, columns=["combination", "rerun", "tp", "fp", "tn", "fn", "diverged"])
-    frame["seconds"] = 1.0
-    return frame
+def score(rows, test="binomial"):
+    """rows: (tp, fp, tn, fn, hopeless) per training."""
+    tp, fp, tn, fn, hopeless = (list(c) for c in zip(*rows))
+    return score_counts(tp, fp, tn, fn, hopeless, test)
 
 
-def test_score_reruns_precision_and_binomial_p_value():
-    frame = reruns_frame([
-        ("a", 0, 3, 1, 4, 2, False),   # 10 rows, 5 positive: rate 0.5
-        ("a", 1, 0, 0, 6, 4, False),   # nothing predicted
-        ("a", 2, 2, 6, 2, 0, False),   # 2 positive out of 10: rate 0.2
-    ])
-    out = score_reruns(frame)
-    assert out["precision"].iloc[0] == pytest.approx(0.75)
-    assert np.isnan(out["precision"].iloc[1])
-    assert out["precision"].iloc[2] == pytest.approx(0.25)
-    np.testing.assert_allclose(out["positive_rate"], [0.5, 0.4, 0.2])
-    np.testing.assert_allclose(out["p_value"], [scipy_binomial(3, 1, 0.5), 1.0, scipy_binomial(2, 6, 0.2)],
-                               rtol=1e-9)
-    # the input is not modified
-    assert "p_value" not in frame and "precision" not in frame
+def test_score_counts_precision_and_binomial_p_value():
+    precision, p, rate = score([(3, 1, 4, 2, False),    # 10 rows, 5 positive: rate 0.5
+                                (0, 0, 6, 4, False),    # nothing predicted
+                                (2, 6, 2, 0, False)])   # 2 positive out of 10: rate 0.2
+    assert precision[0] == pytest.approx(0.75) and np.isnan(precision[1]) and precision[2] == pytest.approx(0.25)
+    np.testing.assert_allclose(rate, [0.5, 0.4, 0.2])
+    np.testing.assert_allclose(p, [scipy_binomial(3, 1, 0.5), 1.0, scipy_binomial(2, 6, 0.2)], rtol=1e-9)
 
 
-def test_score_reruns_diverged_rows_get_p_value_one():
-    frame = reruns_frame([
-        ("a", 0, 9, 0, 9, 0, True),    # would be very significant, but the training diverged
-        ("a", 1, 9, 0, 9, 0, False),
-        ("b", 0, 9, 0, 9, 0, 1),       # 0/1 flags as read back from a CSV
-        ("b", 1, 9, 0, 9, 0, 0),
-    ])
-    out = score_reruns(frame)
-    expected_significant = scipy_binomial(9, 0, 0.5)
-    assert expected_significant < 0.01
-    np.testing.assert_allclose(out["p_value"], [1.0, expected_significant, 1.0, expected_significant],
-                               rtol=1e-9)
+def test_score_counts_hopeless_trainings_get_p_value_one():
+    _, p, _ = score([(9, 0, 9, 0, True), (9, 0, 9, 0, False)])  # diverged (or pruned), then a good one
+    assert scipy_binomial(9, 0, 0.5) < 0.01
+    np.testing.assert_allclose(p, [1.0, scipy_binomial(9, 0, 0.5)], rtol=1e-9)
 
 
-def test_score_reruns_fisher_option():
-    rows = [("a", 0, 3, 1, 5, 2, False), ("a", 1, 7, 2, 40, 30, False), ("a", 2, 0, 0, 5, 5, False),
-            ("a", 3, 7, 2, 40, 30, True)]
-    out = score_reruns(reruns_frame(rows), test="fisher")
-    expected = [scipy_fisher(3, 1, 5, 2), scipy_fisher(7, 2, 40, 30), 1.0, 1.0]
-    np.testing.assert_allclose(out["p_value"], expected, rtol=1e-9)
-    # and it is not the binomial p-value
-    binomial = score_reruns(reruns_frame(rows))
-    assert not np.allclose(out["p_value"][:2], binomial["p_value"][:2])
+def test_score_counts_fisher_option():
+    rows = [(3, 1, 5, 2, False), (7, 2, 40, 30, False), (0, 0, 5, 5, False), (7, 2, 40, 30, True)]
+    _, p, _ = score(rows, test="fisher")
+    np.testing.assert_allclose(p, [scipy_fisher(3, 1, 5, 2), scipy_fisher(7, 2, 40, 30), 1.0, 1.0], rtol=1e-9)
+    _, binomial, _ = score(rows)
+    assert not np.allclose(p[:2], binomial[:2])
 
 
 # --------------------------------------------------------------------------
 # rank_combinations
 # --------------------------------------------------------------------------
 
-def scored_rows(spec):
-    """spec: combination -> list of (p_value, tp, fp) per rerun; builds a reruns table."""
+ORDERS = 20
+
+
+def reruns_table(spec):
+    """spec: combination -> list of (independent-rows p, tp, fp, diverged) per rerun."""
     rows = []
     for cid, reruns in spec.items():
-        for rerun, (p, tp, fp) in enumerate(reruns):
-            row = {"combination": cid, "rerun": rerun, **{h: None for h in HYPERPARAMETERS},
-                   "model": "mlp", "learning_rate": 1e-3, "tp": tp, "fp": fp, "tn": 10, "fn": 10,
-                   "p_value": p, "precision": tp / (tp + fp) if tp + fp else np.nan,
-                   "positive_rate": (tp + 10) / (tp + fp + 20), "diverged": False, "seconds": 2.0}
-            rows.append(row)
+        for rerun, (p, tp, fp, diverged) in enumerate(reruns):
+            rows.append({"combination": cid, "rerun": rerun, **{h: None for h in HYPERPARAMETERS},
+                         "model": "mlp", "learning_rate": 1e-3, "tp": tp, "fp": fp, "tn": 10, "fn": 10,
+                         "p_value_independent_rows": p, "positive_rate": 0.4, "diverged": diverged,
+                         "seconds": 2.0, "status": "completed", "epochs": 8})
     return pd.DataFrame(rows)
 
 
-def test_rank_one_row_per_combination_with_medians():
-    table = scored_rows({
-        "odd": [(0.30, 5, 5), (0.01, 9, 1), (0.20, 7, 3)],                # median p 0.20, tp 7, fp 3
-        "even": [(0.40, 2, 8), (0.10, 6, 4), (0.02, 8, 2), (0.90, 1, 9)],  # median p (0.1 + 0.4) / 2
-        "single": [(0.05, 4, 1)],
+def counts_of(first: dict) -> dict:
+    """combination -> a row of permutation counts whose first entry is `first[cid]` (None: pruned)."""
+    rng = np.random.default_rng(0)
+    return {cid: None if k is None else np.concatenate([[k], rng.integers(1, ORDERS + 1, ORDERS - 1)])
+            for cid, k in first.items()}
+
+
+def test_rank_pools_the_reruns_counts_and_takes_the_permutation_p_value():
+    table = reruns_table({
+        "odd": [(0.30, 5, 5, False), (0.01, 9, 1, False), (0.20, 7, 3, False)],
+        "even": [(0.40, 2, 8, False), (0.10, 6, 4, False), (0.02, 8, 2, False), (0.90, 1, 9, True)],
+        "none": [(1.0, 0, 0, False)],
     })
-    ranking = rank_combinations(table)
-    assert len(ranking) == 3
-    assert sorted(ranking["combination"]) == ["even", "odd", "single"]
+    counts = counts_of({"odd": 2, "even": 5, "none": ORDERS})
+    ranking = rank_combinations(table, counts, ORDERS)
     row = ranking.set_index("combination")
-    assert row.loc["odd", "p_value"] == pytest.approx(0.20)
-    assert row.loc["even", "p_value"] == pytest.approx(0.25)
-    assert row.loc["single", "p_value"] == pytest.approx(0.05)
-    assert (row.loc["odd", "tp"], row.loc["odd", "fp"]) == (7, 3)
-    assert (row.loc["even", "tp"], row.loc["even", "fp"]) == (4, 6)   # medians of 1,2,6,8 and 2,4,8,9
-    assert row.loc["odd", "reruns"] == 3 and row.loc["even", "reruns"] == 4 and row.loc["single", "reruns"] == 1
+    assert list(ranking["combination"]) == ["odd", "even", "none"] and list(ranking["rank"]) == [1, 2, 3]
+    assert row.loc["odd", "p_value"] == pytest.approx(2 / ORDERS) and row.loc["none", "p_value"] == 1.0
+    assert (row.loc["odd", "tp"], row.loc["odd", "fp"]) == (21, 9)  # sums, whole numbers
+    assert (row.loc["even", "tp"], row.loc["even", "fp"]) == (16, 14)  # the diverged rerun left out
+    assert ranking["tp"].dtype.kind == "i" and ranking["fp"].dtype.kind == "i"
+    assert row.loc["odd", "precision"] == pytest.approx(21 / 30) and row.loc["even", "precision"] == pytest.approx(16 / 30)
+    assert np.isnan(row.loc["none", "precision"])  # nothing predicted: no precision
+    assert row.loc["odd", "p_value_independent_rows"] == pytest.approx(0.20)  # the median of the reruns'
+    assert row.loc["even", "p_value_independent_rows"] == pytest.approx(0.25)
+    assert row.loc["even", "diverged"] == 1 and row.loc["even", "reruns"] == 4
     assert row.loc["even", "seconds"] == pytest.approx(8.0)
-    # sorted by p-value, ranks 1..n
-    assert list(ranking["combination"]) == ["single", "odd", "even"]
-    assert list(ranking["rank"]) == [1, 2, 3]
-    assert ranking["p_value"].is_monotonic_increasing
 
 
-def test_rank_counts_diverged_reruns():
-    table = scored_rows({"a": [(1.0, 0, 0), (0.2, 3, 1), (0.3, 2, 1)], "b": [(0.4, 2, 2)]})
-    table.loc[0, "diverged"] = True
-    ranking = rank_combinations(table).set_index("combination")
-    assert ranking.loc["a", "diverged"] == 1 and ranking.loc["b", "diverged"] == 0
-    assert ranking.loc["a", "p_value"] == pytest.approx(0.3)
+def test_rank_has_the_corrections_beside_the_p_value():
+    table = reruns_table({c: [(0.5, 3, 3, False)] for c in "abcd"})
+    counts = counts_of({"a": 1, "b": 2, "c": 10, "d": None})
+    ranking = rank_combinations(table, counts, ORDERS, false_discovery_rate=0.1)
+    np.testing.assert_allclose(ranking["q_value"], multipletests(ranking["p_value"], method="fdr_bh")[1])
+    assert ranking["significant_fdr"].tolist() == (ranking["q_value"] <= 0.1).tolist()
+    matrix = np.stack([np.full(ORDERS, ORDERS) if counts[c] is None else counts[c] for c in ranking["combination"]])
+    np.testing.assert_allclose(ranking["p_value_family_wise"], family_wise_p_values(matrix))
+    columns = list(ranking.columns)
+    assert columns[columns.index("p_value"):columns.index("p_value") + 4] == [
+        "p_value", "q_value", "significant_fdr", "p_value_family_wise"]
+    assert ranking.set_index("combination").loc["d", "p_value"] == 1.0  # pruned: no evidence
 
 
-def test_rank_ties_broken_by_precision_then_tp_then_id():
-    """Equal median p-values: higher precision first, then more true positives, then the id."""
-    table = scored_rows({
-        # all four have median p-value 0.5
-        "d_low_precision": [(0.5, 2, 6)],    # precision 0.25
-        "c_more_tp": [(0.5, 8, 8)],          # precision 0.5, tp 8
-        "b_fewer_tp": [(0.5, 2, 2)],         # precision 0.5, tp 2
-        "a_fewer_tp": [(0.5, 2, 2)],         # same as b: the id decides
-        "e_best": [(0.1, 1, 3)],             # lower p-value beats everything above
-        "f_nothing": [(1.0, 0, 0)],          # predicted nothing: p = 1, precision NaN
-        "g_bad": [(1.0, 0, 4)],              # p = 1, precision 0: before NaN precision
+def test_rank_ties_broken_by_independent_rows_then_precision_then_tp_then_id():
+    table = reruns_table({
+        "d_low_precision": [(0.5, 2, 6, False)],   # precision 0.25
+        "c_more_tp": [(0.5, 8, 8, False)],         # precision 0.5, tp 8
+        "b_fewer_tp": [(0.5, 2, 2, False)],        # precision 0.5, tp 2
+        "a_fewer_tp": [(0.5, 2, 2, False)],        # same as b: the id decides
+        "h_stronger": [(0.3, 1, 3, False)],        # same permutation p, smaller independent-rows p
+        "e_best": [(0.9, 1, 3, False)],            # lower permutation p beats everything above
+        "f_nothing": [(1.0, 0, 0, False)],         # predicted nothing: precision NaN, last
+        "g_bad": [(1.0, 0, 4, False)],             # precision 0: before NaN precision
     })
-    ranking = rank_combinations(table)
-    assert list(ranking["combination"]) == [
-        "e_best", "c_more_tp", "a_fewer_tp", "b_fewer_tp", "d_low_precision", "g_bad", "f_nothing"]
-    assert list(ranking["rank"]) == list(range(1, 8))
+    first = {cid: 5 for cid in set(table["combination"])} | {"e_best": 1}
+    ranking = rank_combinations(table, counts_of(first), ORDERS)
+    assert list(ranking["combination"]) == ["e_best", "h_stronger", "c_more_tp", "a_fewer_tp", "b_fewer_tp",
+                                            "d_low_precision", "g_bad", "f_nothing"]
 
 
 def test_rank_is_independent_of_row_order():
-    table = scored_rows({"x": [(0.5, 3, 3), (0.5, 3, 3)], "y": [(0.5, 3, 3), (0.5, 3, 3)],
-                         "z": [(0.2, 1, 1), (0.6, 4, 1)]})
-    forward = rank_combinations(table)
-    backward = rank_combinations(table.iloc[::-1].reset_index(drop=True))
+    table = reruns_table({"x": [(0.5, 3, 3, False)] * 2, "y": [(0.5, 3, 3, False)] * 2,
+                          "z": [(0.2, 1, 1, False), (0.6, 4, 1, False)]})
+    counts = counts_of({"x": 3, "y": 3, "z": 1})
+    forward = rank_combinations(table, counts, ORDERS)
+    backward = rank_combinations(table.iloc[::-1].reset_index(drop=True), counts, ORDERS)
     assert list(forward["combination"]) == list(backward["combination"]) == ["z", "x", "y"]
 
 
 def test_rank_empty_table():
-    ranking = rank_combinations(pd.DataFrame())
+    ranking = rank_combinations(pd.DataFrame(), {}, ORDERS)
     assert ranking.empty
     assert list(ranking.columns[:2]) == ["rank", "combination"] and "p_value" in ranking
