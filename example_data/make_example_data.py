@@ -2,19 +2,24 @@
 
 Regenerates train.csv, test.csv and latest.csv (D.AT format) next to this file.
 
-Simulated market: 48 tickers (SIM001..), 5 years of 252 trading days. Daily
-log-returns = small drift + noise with a per-ticker base volatility of
-1.2%-2.8%. Two weak, honest effects make the label learnable from the window:
+Simulated market: 48 tickers (SIM001..), 5 years of 252 trading days from
+2019-01-02 (weekdays). Daily log-returns = small drift + a common market move
+(every ticker shares it, with its own beta) + noise with a per-ticker base
+volatility of 1.2%-2.8%. The market move makes rows of one date move
+together, as on a real market. Two weak, honest effects make the label
+learnable from the window:
   * volatility regimes: each ticker switches between calm and turbulent spells
     that persist, so a volatile window tends to be followed by big moves;
-  * short-term reversal: the part of a 5-day move beyond 3 base vols partly
+  * short-term reversal: the part of a 5-day move beyond 2 base vols partly
     reverts over the next days (bounce after a sharp drop, give-back after a
     spike).
 Returns only ever depend on the past; a seeded numpy Generator makes the
 output byte-identical run to run.
 
-Rows: 30 closes divided by the window's last close, then label 1 if the max
-close over the next 10 trading days is >= 5% above that last close.
+Rows (dated form): date, ticker, 30 closes divided by the window's last
+close (f1..f30), then label 1 if the max close over the next 10 trading days
+is >= 5% above that last close. latest.csv is in the D.AT form: the ticker,
+then the 30 features.
 """
 from pathlib import Path
 
@@ -25,8 +30,11 @@ TARGET_GAIN = 0.05
 FMT = "%.6g"
 VOL_RANGE = (0.012, 0.028)  # per-ticker base daily volatility
 REGIME_VOL = (0.9, 1.25)    # vol multiplier in calm / turbulent spells
-SHARP_SIGMAS = 3.0          # a 5-day move beyond this many base vols is "sharp"
-REVERSAL = 0.2              # daily expected reversal per unit of excess move
+SHARP_SIGMAS = 2.0          # a 5-day move beyond this many base vols is "sharp"
+REVERSAL = 0.3              # daily expected reversal per unit of excess move
+MARKET_VOL = 0.006          # the common daily market move every ticker shares
+BETA_RANGE = (0.6, 1.4)     # how strongly each ticker follows it
+FIRST_DAY = "2019-01-02"
 
 
 def _regimes(rng, n_days):
@@ -41,12 +49,12 @@ def _regimes(rng, n_days):
     return np.where(state == 1, REGIME_VOL[1], REGIME_VOL[0])
 
 
-def _simulate_ticker(rng, n_days):
+def _simulate_ticker(rng, n_days, market):
     """One ticker's closes; returns depend only on the past (no look-ahead)."""
     base_vol = rng.uniform(*VOL_RANGE)
     drift = rng.normal(0.0002, 0.0002)
     vol = base_vol * _regimes(rng, n_days)
-    shocks = rng.standard_normal(n_days) * vol
+    shocks = rng.standard_normal(n_days) * vol + rng.uniform(*BETA_RANGE) * market
     rets = np.zeros(n_days)
     for t in range(1, n_days):
         past5 = rets[max(0, t - 5):t].sum()
@@ -63,7 +71,8 @@ def make_market(seed=7, n_tickers=48, n_years=5):
     """Return (tickers, closes) with closes shaped (n_tickers, n_days)."""
     rng = np.random.default_rng(seed)
     n_days = n_years * DAYS_PER_YEAR
-    closes = np.stack([_simulate_ticker(rng, n_days) for _ in range(n_tickers)])
+    market = rng.standard_normal(n_days) * MARKET_VOL
+    closes = np.stack([_simulate_ticker(rng, n_days, market) for _ in range(n_tickers)])
     tickers = [f"SIM{i + 1:03d}" for i in range(n_tickers)]
     return tickers, closes
 
@@ -81,24 +90,30 @@ def _labels(closes, end):
 
 
 def make_datasets(closes):
-    """Weekly windows, chronological (end day, then ticker). The last year is
-    test; train windows' label horizon lies entirely before it."""
+    """Weekly windows, chronological (end day, then ticker), with their end day.
+    The last year is test; train windows' label horizon lies entirely before it."""
     n_days = closes.shape[1]
     split = n_days - DAYS_PER_YEAR
     train, test = [], []
     for end in range(WINDOW - 1, n_days - HORIZON, STEP):
-        rows = np.column_stack([_features(closes, end), _labels(closes, end)])
+        rows = (end, np.column_stack([_features(closes, end), _labels(closes, end)]))
         if end + HORIZON < split:
             train.append(rows)
         elif end >= split:
             test.append(rows)
         # windows straddling the split are dropped to avoid leakage
-    return np.vstack(train), np.vstack(test)
+    return train, test
 
 
-def _write_labeled(path, rows):
-    fmt = [FMT] * WINDOW + ["%d"]
-    np.savetxt(path, rows, fmt=fmt, delimiter=",")
+def _write_labeled(path, windows, tickers):
+    """The dated form: a header, then date, ticker, features, label per row."""
+    names = ",".join(f"f{i + 1}" for i in range(WINDOW))
+    with open(path, "w", newline="\n") as fh:
+        fh.write(f"date,ticker,{names},label\n")
+        for end, rows in windows:
+            day = np.busday_offset(FIRST_DAY, end, roll="forward")
+            for tic, row in zip(tickers, rows):
+                fh.write(f"{day},{tic}," + ",".join(FMT % v for v in row[:-1]) + f",{int(row[-1])}\n")
 
 
 def _write_latest(path, tickers, closes):
@@ -114,10 +129,10 @@ def write_example_data(out_dir, seed=7, n_tickers=48, n_years=5):
     out.mkdir(parents=True, exist_ok=True)
     tickers, closes = make_market(seed=seed, n_tickers=n_tickers, n_years=n_years)
     train, test = make_datasets(closes)
-    _write_labeled(out / "train.csv", train)
-    _write_labeled(out / "test.csv", test)
+    _write_labeled(out / "train.csv", train, tickers)
+    _write_labeled(out / "test.csv", test, tickers)
     _write_latest(out / "latest.csv", tickers, closes)
-    return {"train": len(train), "test": len(test), "latest": len(tickers)}
+    return {"train": n_tickers * len(train), "test": n_tickers * len(test), "latest": len(tickers)}
 
 
 if __name__ == "__main__":
