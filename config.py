@@ -4,7 +4,7 @@
     python search.py --config mine.py     # runs another file written like this one
 
 Plain Python. A config file only needs the settings it changes; anything left
-out takes the default documented in the README (and in settings.py). Paths
+out takes the default documented in the README (and in inputs/settings.py). Paths
 are relative to this file's folder.
 """
 

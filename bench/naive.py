@@ -6,11 +6,18 @@ one torch thread each (already the thread-correct version of the naive way).
 """
 from __future__ import annotations
 
+import argparse
+import json
+
 import numpy as np
 import torch
+from joblib import Parallel, delayed
 from torch.utils.data import DataLoader, TensorDataset
 
-from settings import hidden_widths
+from inputs.hyperparameters import hidden_widths
+from inputs.settings import load_settings
+from sweep import plan
+from sweep.rows import prepare_data
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "leaky_relu": torch.nn.LeakyReLU, "tanh": torch.nn.Tanh,
                 "elu": torch.nn.ELU, "gelu": torch.nn.GELU, "silu": torch.nn.SiLU, "selu": torch.nn.SELU,
@@ -79,14 +86,6 @@ def _train_one(hp, seed, files, threshold):
 
 def main(argv=None) -> int:
     """python -m bench.naive --config bench/reference.py --out counts.json: the whole sweep, the naive way."""
-    import argparse
-    import json
-    from joblib import Parallel, delayed
-
-    import plan
-    from settings import load_settings
-    from sweep import prepare_data
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--out", required=True, help="JSON file for the per-training confusion counts")

@@ -3,7 +3,6 @@
     python -m bench.run                      # reference sweep, both ways (~3 minutes on 2 cores)
     python -m bench.run --variants batch256,lstm
     python -m bench.run --skip-naive         # ours only (quick check)
-    python -m bench.run --naive-shim         # also the naive way with MKL's AVX-512 kernels (mkl_shim.py)
 
 Each way runs as its own process, timed from process start to files
 written, so start-up, data loading and writing count. Ratios are taken
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,6 +24,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
+from inputs.files import load_labelled
+from inputs.settings import load_settings
+from sweep import plan
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -92,28 +94,14 @@ _GFLOPS = ("import time, torch; torch.set_num_threads(1); a, b = torch.randn(512
            "print(2 * 512 ** 3 * n / (time.perf_counter() - start) / 1e9)")
 
 
-def worker_environment() -> dict:
-    """The environment our workers train in: with mkl_shim's library preloaded where it applies."""
-    sys.path.insert(0, str(ROOT))
-    import mkl_shim
-    env = dict(os.environ)
-    mkl_shim.preload_into(env)
-    return env
-
-
 def matmul_gflops() -> float:
     """Best-case single-thread float32 matmul throughput with the kernels our workers use, in GFLOP/s."""
-    out = subprocess.run([sys.executable, "-c", _GFLOPS], check=True, capture_output=True, text=True,
-                         env=worker_environment())
+    out = subprocess.run([sys.executable, "-c", _GFLOPS], check=True, capture_output=True, text=True)
     return float(out.stdout)
 
 
 def sweep_flops(config: Path) -> float:
     """The sweep's forward and backward FLOPs, summed over its trainings."""
-    sys.path.insert(0, str(ROOT))
-    import plan
-    from data import load_labelled
-    from settings import load_settings
     settings = load_settings(config)
     train = load_labelled(settings.train_csv)
     rows, features = train.x.shape
@@ -121,7 +109,7 @@ def sweep_flops(config: Path) -> float:
                for c in plan.planned_combinations(settings))
 
 
-def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4, naive_shim: bool = False) -> dict:
+def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4) -> dict:
     config = REFERENCE if name == "reference" else write_variant_config(name)
     run_name = f"bench-{name}"
 
@@ -133,8 +121,6 @@ def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4, na
     runs = [run_ours() for _ in range((repeat + 1) // 2)]
     naive_row = {} if skip_naive else run_naive(name, config)
     runs += [run_ours() for _ in range(repeat // 2)]
-    if naive_shim and not skip_naive:  # the naive way with MKL's AVX-512 kernels too (mkl_shim.py), for reference
-        naive_row["naive_shim_s"] = run_naive(name, config, worker_environment())["naive_s"]
     ours_s = statistics.median(s for s, _ in runs)
     ours = pd.read_csv(OUT / run_name / "reruns.csv")
     trainings = len(ours)
@@ -164,15 +150,13 @@ def main(argv=None) -> int:
                         help=f"comma-separated, from {', '.join(VARIANTS)} (default: reference)")
     parser.add_argument("--skip-naive", action="store_true", help="time only our runner")
     parser.add_argument("--cpu-count", type=int, default=2)
-    parser.add_argument("--naive-shim", action="store_true",
-                        help="also time the naive way with MKL's AVX-512 kernels (mkl_shim.py), as ours trains")
     parser.add_argument("--repeat", type=int, default=4,
                         help="runs of our sweep, half before and half after the naive way; the median counts (default 4)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.variants.split(","):
-        row = run_variant(name.strip(), args.skip_naive, args.cpu_count, args.repeat, args.naive_shim)
+        row = run_variant(name.strip(), args.skip_naive, args.cpu_count, args.repeat)
         rows.append(row)
         print(format_row(row), flush=True)
     (OUT / "benchmark.json").write_text(json.dumps(rows, indent=2))
@@ -189,8 +173,6 @@ def format_row(r: dict) -> str:
         text += (f"; naive {r['naive_s']:.1f} s ({r['naive_models_per_min']:.1f} models/min, peak "
                  f"{r['naive_peak_mib']:.0f} MiB, accuracy {r['naive_accuracy']:.3f}, precision "
                  f"{r['naive_precision']:.3f}); speed-up {r['speedup']:.1f}x")
-    if "naive_shim_s" in r:
-        text += f"; naive with the MKL shim {r['naive_shim_s']:.1f} s ({r['naive_shim_s'] / r['ours_s']:.1f}x)"
     return text
 
 

@@ -1,7 +1,7 @@
 """Dropout masks drawn from a per-member pool: one multiply per layer per step.
 
 Why a pool: drawing fresh uniform numbers for every unit of every member on
-every step cost ~40% of a fused training step (PERF_NOTES.md). Instead each
+every step cost ~40% of a fused training step (measured at 64 members). Instead each
 member draws, once and from its own seed, a long vector of ready-made
 multipliers (0 or 1/(1-p)); each step and layer reads a window of it at an
 offset shared by all members. A member's masks therefore depend only on its

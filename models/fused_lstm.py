@@ -21,12 +21,11 @@ import math
 
 import torch
 
-from settings import hidden_widths
+from inputs.hyperparameters import hidden_widths
 from models import native
 from models.dropout import DropoutPool
 from models.flat import FlatParameters
 from models.fused_mlp import DenseStack
-
 
 INFERENCE_ROWS = 512  # rows per C call when predicting (no gradient): bounds the states it keeps
 

@@ -3,13 +3,20 @@ from __future__ import annotations
 
 import torch
 
-from models.components import (ACTIVATION_BACKWARD, ACTIVATIONS, INITIALIZATIONS, LOSSES, MASKED_SLOPE,
-                               PRELU_INITIAL_SLOPE, prelu)
+from inputs.hyperparameters import hidden_widths
 from models import native
+from models.components import (
+    ACTIVATION_BACKWARD,
+    ACTIVATIONS,
+    INITIALIZATIONS,
+    LOSSES,
+    MASKED_SLOPE,
+    PRELU_INITIAL_SLOPE,
+    prelu,
+)
 from models.dropout import DropoutPool
 from models.flat import FlatParameters
 from models.native import NativeStep
-from settings import hidden_widths
 
 
 class DenseStack:

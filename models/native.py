@@ -17,9 +17,9 @@ The step applies where it can: a CPU device, float32, the activations relu,
 leaky_relu and tanh, the bce loss (the LSTM's layers: any CPU LSTM), a torch
 built with MKL on Linux with glibc's vector math library (libmvec), and a C
 compiler the first time (the library is compiled once per machine into the
-user's cache folder, cbuild.py). Everything else, and everyone with
+user's cache folder, models/cbuild.py). Everything else, and everyone with
 SWEEP_NATIVE=0 in the environment, trains through the torch operations in
-fused_mlp.py, fused_optim.py and fused_lstm.py, which compute the same thing;
+models/fused_mlp.py, models/optim.py and models/fused_lstm.py, which compute the same thing;
 tests/test_native.py and tests/test_fused.py check them against each other.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-import cbuild
+from models import cbuild
 
 SOURCE = Path(__file__).with_name("native.c")
 OPT_OUT = "SWEEP_NATIVE"
@@ -177,7 +177,7 @@ def optimizer_applies(blocks: list[torch.Tensor], members: list[dict]) -> bool:
 
 
 class NativeOptimizer:
-    """Every member's update (fused_optim.py's rules) in one C call: no torch call per block and group."""
+    """Every member's update (models/optim.py's rules) in one C call: no torch call per block and group."""
 
     def __init__(self, data: list[torch.Tensor], grad: list[torch.Tensor], members: list[dict], constants) -> None:
         self.lib = library()[0]

@@ -1,6 +1,15 @@
-"""Shared test setup: make the top-level modules (settings, plan, evaluate, ...) importable."""
+"""Shared test setup: the repository's packages importable, small D.AT files, a PostgreSQL server."""
+import glob
+import os
+import shutil
+import socket
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import sqlalchemy
+from helpers import write_dat
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -8,15 +17,16 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+# ---------------------------------------------------------------- small D.AT files
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_dat(folder / "train.csv", 400, seed=1)
+    write_dat(folder / "test.csv", 200, seed=2)
+    return folder
+
+
 # ---------------------------------------------------------------- PostgreSQL
-import glob
-import os
-import shutil
-import socket
-import subprocess
-
-import pytest
-
 
 def _postgres_bin(name: str) -> str | None:
     found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
@@ -59,7 +69,6 @@ def postgres_url(tmp_path_factory):
     subprocess.run(as_user + [pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
                    check=True, capture_output=True)
     try:
-        import sqlalchemy
         engine = sqlalchemy.create_engine(f"postgresql://sweep@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("CREATE DATABASE sweeps"))

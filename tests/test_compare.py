@@ -1,4 +1,5 @@
 """`python evaluate.py --compare RUN_A RUN_B` and compare.py, on run folders the tests write by hand."""
+import io
 import json
 import subprocess
 import sys
@@ -8,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from compare import CompareError, compare_runs, print_comparison
-from settings import HYPERPARAMETER_DEFAULTS, HYPERPARAMETERS
+from inputs.hyperparameters import HYPERPARAMETER_DEFAULTS, HYPERPARAMETERS
+from ranking.compare import CompareError, compare_runs, print_comparison
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -199,7 +200,6 @@ def test_printed_report_is_short_and_aligned(runs):
 
 
 def _printed(result) -> str:
-    import io
     buffer = io.StringIO()
     print_comparison(result, file=buffer)
     return buffer.getvalue()

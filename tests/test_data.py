@@ -1,26 +1,20 @@
-"""Tests for data.py: D.AT loading, strict validation and standardization."""
+"""Tests for inputs/files.py and inputs/scan.py (D.AT and dated loading, strict validation) and inputs/scaling.py."""
 
-import os
 import re
-import string
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-import data  # importable through tests/conftest.py, which puts the repo root on sys.path
-from data import (
-    DataError,
+from inputs import files, scan
+from inputs.errors import DataError
+from inputs.files import (
     Labelled,
-    Standardizer,
     check_latest,
     check_train_test,
     load_labelled,
     load_latest,
 )
-
 
 # --------------------------------------------------------------------------
 # Helpers
@@ -114,7 +108,7 @@ def test_fast_path_used_for_well_formed_file(tmp_path, monkeypatch):
     def boom(*args):
         raise AssertionError("slow path used for a well-formed file")
 
-    monkeypatch.setattr(data, "_slow_labelled", boom)
+    monkeypatch.setattr(files, "slow_labelled", boom)
     X2, y2 = xy(path)
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
@@ -134,7 +128,7 @@ def test_large_file_takes_fast_path(tmp_path, monkeypatch, newline, bom):
     def boom(*args):
         raise AssertionError("slow path used for a well-formed 10,000 x 31 file")
 
-    monkeypatch.setattr(data, "_slow_labelled", boom)
+    monkeypatch.setattr(files, "slow_labelled", boom)
     X2, y2 = xy(path)
     assert X2.shape == (10_000, 30) and y2.shape == (10_000,)
     np.testing.assert_array_equal(X2, X)
@@ -145,7 +139,7 @@ def test_slow_path_guard_is_effective(tmp_path, monkeypatch):
     """The guard above can fail: a file that needs the scan does reach the patched function."""
     path = write(tmp_path / "text.csv", "1,2,0\n3,abc,1\n")  # the fast path rejects text cells
     calls = []
-    monkeypatch.setattr(data, "_slow_labelled", lambda *args: calls.append(args) or (None, None))
+    monkeypatch.setattr(files, "slow_labelled", lambda *args: calls.append(args) or (None, None))
     load_labelled(path)
     assert len(calls) == 1
 
@@ -153,8 +147,8 @@ def test_slow_path_guard_is_effective(tmp_path, monkeypatch):
 def test_fast_and_slow_paths_agree(tmp_path):
     X, y = random_labelled(200, 9, seed=3)
     path = write(tmp_path / "t.csv", labelled_text(X, y))
-    _, content = data._read_content(path)
-    Xs, ys = data._slow_labelled(str(path), content)
+    _, content = scan.read_content(path)
+    Xs, ys = scan.slow_labelled(str(path), content)
     Xf, yf = xy(path)
     np.testing.assert_array_equal(Xs, Xf)
     np.testing.assert_array_equal(ys, yf)
@@ -353,282 +347,7 @@ def test_check_train_test_the_test_rows_must_come_after_the_training_rows():
         check_train_test(dated("train.csv", ["2020-01-01", "2020-01-03"]), dated("test.csv", ["2020-01-02", "2020-01-06"]))
 
 
-# --------------------------------------------------------------------------
-# Dated files: a header row, then date, ticker, features, label
-# --------------------------------------------------------------------------
-
-DATED = "date,ticker,f1,f2,label\n2021-03-01,AAA,1.5,2,0\n2021-03-01,BBB,3,4,1\n2021-03-08,AAA,5,6,1\n"
-
-
-def test_a_dated_file_loads_its_dates_tickers_and_feature_names(tmp_path):
-    loaded = load_labelled(write(tmp_path / "dated.csv", DATED))
-    assert loaded.dated and loaded.features == ("f1", "f2")
-    np.testing.assert_array_equal(loaded.x, [[1.5, 2], [3, 4], [5, 6]])
-    np.testing.assert_array_equal(loaded.y, [0, 1, 1])
-    assert loaded.dates.tolist() == [np.datetime64("2021-03-01")] * 2 + [np.datetime64("2021-03-08")]
-    assert loaded.tickers.tolist() == ["AAA", "BBB", "AAA"]
-    picked = loaded.take(np.array([2]))
-    assert picked.tickers.tolist() == ["AAA"] and picked.x.tolist() == [[5, 6]] and len(picked) == 1
-
-
-def test_the_fast_and_slow_paths_agree_on_a_dated_file(tmp_path, monkeypatch):
-    path = write(tmp_path / "dated.csv", DATED)
-    fast = load_labelled(path)
-    monkeypatch.setattr(data, "_fast_parse", lambda *a, **k: None)
-    slow = load_labelled(path)
-    for name in ("x", "y", "dates", "tickers"):
-        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
-
-
-# (file text, bad line, bad column or None, the message must contain)
-DATED_ERRORS = {
-    "slashed date": ("date,ticker,f1,label\n2021/03/01,AAA,1,0\n", 2, 1, r"'2021/03/01' is not a date written YYYY-MM-DD"),
-    "no such day": ("date,ticker,f1,label\n2021-03-01,AAA,1,0\n2021-02-30,BBB,1,0\n", 3, 1, r"'2021-02-30' is not a date"),
-    "short year": ("date,ticker,f1,label\n21-03-01,AAA,1,0\n", 2, 1, r"YYYY-MM-DD"),
-    "out of order": ("date,ticker,f1,label\n2021-03-08,AAA,1,0\n2021-03-01,BBB,1,1\n", 3, 1,
-                     r"2021-03-01 is earlier than 2021-03-08.*out of order"),
-    "pair twice": ("date,ticker,f1,label\n2021-03-01,AAA,1,0\n2021-03-01,BBB,1,1\n2021-03-01,AAA,2,1\n", 4, 2,
-                   r"AAA on 2021-03-01 repeats line 2"),
-    "empty ticker": ("date,ticker,f1,label\n2021-03-01, ,1,0\n", 2, 2, r"ticker.*empty"),
-    "bad header": ("date,symbol,f1,label\n2021-03-01,AAA,1,0\n", 1, None, r"does not read date,ticker"),
-    "feature twice": ("date,ticker,f1,f1,label\n2021-03-01,AAA,1,2,0\n", 1, None, r"'f1' appears twice"),
-    "no label column": ("date,ticker,f1,f2\n2021-03-01,AAA,1,0\n", 1, None, r"does not read date,ticker"),
-    "short row": ("date,ticker,f1,f2,label\n2021-03-01,AAA,1,0\n", 2, None, r"has 4 columns but the header has 5"),
-    "label 2": ("date,ticker,f1,label\n2021-03-01,AAA,1,2\n", 2, 4, r"label '2' is not 0 or 1"),
-    "text feature": ("date,ticker,f1,label\n2021-03-01,AAA,x,0\n", 2, 3, r"'x' is not a number"),
-}
-
-
-@pytest.mark.parametrize("case", list(DATED_ERRORS), ids=list(DATED_ERRORS))
-def test_dated_errors_name_the_file_line_and_column(tmp_path, case):
-    text, line, column, message = DATED_ERRORS[case]
-    path = write(tmp_path / "dated.csv", text)
-    with pytest.raises(DataError, match=message) as err:
-        load_labelled(path)
-    assert err.value.path == str(path) and err.value.line == line and err.value.column == column
-    assert str(path) in str(err.value) and f"line {line}" in str(err.value)
-
-
-def test_a_header_without_rows_is_refused(tmp_path):
-    with pytest.raises(DataError, match=r"header row but no data rows"):
-        load_labelled(write(tmp_path / "dated.csv", "date,ticker,f1,label\n"))
-
-
 def test_check_latest():
     check_latest("latest.csv", np.zeros((3, 4)), 4)
     with pytest.raises(DataError, match=r"latest\.csv.*has 3 feature columns.*training data has 4"):
         check_latest("latest.csv", np.zeros((3, 3)), 4)
-
-
-# --------------------------------------------------------------------------
-# Standardizer
-# --------------------------------------------------------------------------
-
-def test_standardizer_uses_train_statistics_only():
-    train = np.array([[1, 10], [3, 20], [5, 60]], dtype=np.float32)
-    test = np.array([[2, 0], [100, -5]], dtype=np.float32)
-    scaler = Standardizer().fit(train)
-
-    # Hand-computed from the training set (population std, ddof=0).
-    mean = np.array([3.0, 30.0])
-    std = np.array([np.sqrt(8 / 3), np.sqrt(((10 - 30) ** 2 + (20 - 30) ** 2 + (60 - 30) ** 2) / 3)])
-    np.testing.assert_allclose(scaler.mean_, mean)
-    np.testing.assert_allclose(scaler.std_, std)
-
-    out = scaler.transform(test)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, (test - mean) / std, rtol=1e-6)
-    # Transforming the test set must not refit: statistics are unchanged.
-    np.testing.assert_allclose(scaler.mean_, mean)
-    # And the result differs from what test-set statistics would give.
-    assert not np.allclose(out, Standardizer().fit_transform(test))
-    # The training set itself comes out with mean 0, std 1.
-    z = scaler.transform(train)
-    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-6)
-    np.testing.assert_allclose(z.std(axis=0), 1, atol=1e-6)
-
-
-@pytest.mark.parametrize("value", [0.0, 5.0, 0.1, -3.3e-7, 1e30])
-def test_standardizer_constant_column(value):
-    train = np.column_stack([np.full(7, value), np.arange(7)]).astype(np.float32)
-    scaler = Standardizer().fit(train)
-    assert scaler.std_[0] == 1.0
-    out = scaler.transform(train)
-    assert np.isfinite(out).all()
-    np.testing.assert_allclose(out[:, 0], 0, atol=1e-6 * max(1, abs(value)))
-    test = np.array([[value + 2, 3]], dtype=np.float32)
-    assert np.isfinite(scaler.transform(test)).all()
-
-
-def test_standardizer_misuse():
-    with pytest.raises(RuntimeError):
-        Standardizer().transform(np.zeros((1, 2)))
-    with pytest.raises(ValueError):
-        Standardizer().fit(np.zeros((0, 2)))
-    with pytest.raises(ValueError):
-        Standardizer().fit(np.zeros((3, 2))).transform(np.zeros((3, 3)))
-
-
-# --------------------------------------------------------------------------
-# Property tests
-# --------------------------------------------------------------------------
-
-FLOAT32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
-PROPERTY = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@st.composite
-def valid_labelled(draw):
-    """A valid file as text, plus the exact arrays it should load to."""
-    n_features = draw(st.integers(1, 12))
-    n_rows = draw(st.integers(1, 15))
-    style = draw(st.sampled_from(["repr", "short", "int"]))
-    rows, X, y = [], [], []
-    for _ in range(n_rows):
-        if style == "int":
-            values = draw(st.lists(st.integers(-10**6, 10**6), min_size=n_features, max_size=n_features))
-            cells = [str(v) for v in values]
-        else:
-            # "%.4g" can round float32's largest values past its range, so
-            # the short style draws from a narrower interval.
-            floats = FLOAT32 if style == "repr" else st.floats(-2.0**120, 2.0**120, width=32)
-            values = draw(st.lists(floats, min_size=n_features, max_size=n_features))
-            cells = [fmt(v) if style == "repr" else f"{v:.4g}" for v in values]
-        label = draw(st.integers(0, 1))
-        rows.append(cells + [draw(st.sampled_from([str(label), f"{label}.0"]))])
-        X.append([float(c) for c in cells])
-        y.append(label)
-    newline = draw(st.sampled_from(["\n", "\r\n"]))
-    tail = draw(st.sampled_from(["", newline, newline * 3]))
-    text = newline.join(",".join(r) for r in rows) + tail
-    return text, np.array(X, dtype=np.float64).astype(np.float32), np.array(y, dtype=np.int8)
-
-
-@PROPERTY
-@given(valid_labelled())
-def test_property_valid_files_round_trip(tmp_path, case):
-    text, X, y = case
-    path = write(tmp_path / "valid.csv", text)
-    X2, y2 = xy(path)
-    assert X2.dtype == np.float32 and y2.dtype == np.int8
-    np.testing.assert_array_equal(X2, X)
-    np.testing.assert_array_equal(y2, y)
-    # The slow scan is the reference: it must agree with the fast path.
-    Xs, ys = data._slow_labelled(str(path), data._read_content(path)[1])
-    np.testing.assert_array_equal(Xs, X2)
-    np.testing.assert_array_equal(ys, y2)
-
-
-LETTERS = st.text(alphabet=string.ascii_letters, min_size=1, max_size=60)
-BAD_KINDS = ["text", "nan", "inf", "empty", "label", "ragged"]
-
-
-def bad_row(draw, kind, n_features, good):
-    """A copy of a good row broken in one way; ragged rows change the width."""
-    row = list(good)
-    feature = draw(st.integers(0, n_features - 1))
-    if kind == "text":
-        row[draw(st.integers(0, n_features))] = draw(LETTERS)  # may hit the label
-    elif kind == "nan":
-        row[feature] = draw(st.sampled_from(["nan", "NaN", "-nan", "NAN"]))
-    elif kind == "inf":
-        row[feature] = draw(st.sampled_from(["inf", "-inf", "Infinity", "1e39", "-1e400"]))
-    elif kind == "empty":
-        row[feature] = draw(st.sampled_from(["", " "]))
-    elif kind == "label":
-        row[-1] = draw(st.sampled_from(["2", "-1", "0.5", "1.5", "1e-9", "yes", ""]))
-    else:  # ragged: any width but the right one, at least one cell
-        width = draw(st.integers(1, n_features + 4).filter(lambda w: w != n_features + 1))
-        row = (row * 5)[:width]
-    return row
-
-
-@st.composite
-def malformed_labelled(draw):
-    """A valid file with bad rows inserted at random lines; returns (text, first bad line)."""
-    n_features = draw(st.integers(1, 8))
-    n_good = draw(st.integers(1, 12))
-    rows = []  # (is_bad, cells)
-    for _ in range(n_good):
-        cells = [fmt(v) for v in draw(st.lists(FLOAT32, min_size=n_features, max_size=n_features))]
-        rows.append((False, cells + [draw(st.sampled_from(["0", "1", "1.0"]))]))
-    template = rows[0][1]
-    for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(BAD_KINDS))
-        # Line 1 defines the expected width, so a ragged line 1 would make
-        # line 2 the first "bad" one; keep ragged rows off line 1.
-        lowest = 1 if kind == "ragged" else 0
-        at = draw(st.integers(lowest, len(rows)))
-        rows.insert(at, (True, bad_row(draw, kind, n_features, template)))
-    newline = draw(st.sampled_from(["\n", "\r\n"]))
-    text = newline.join(",".join(cells) for _, cells in rows) + draw(st.sampled_from(["", newline, newline * 2]))
-    first_bad = 1 + next(i for i, (is_bad, _) in enumerate(rows) if is_bad)
-    return text, first_bad
-
-
-@PROPERTY
-@given(malformed_labelled())
-def test_property_malformed_labelled_reports_first_bad_line(tmp_path, case):
-    text, first_bad = case
-    path = write(tmp_path / "malformed.csv", text)
-    with pytest.raises(DataError, match=re.escape(path.name)) as info:
-        load_labelled(path)
-    assert reported_line(info.value) == first_bad, str(info.value)
-    assert info.value.line == first_bad
-
-
-@st.composite
-def malformed_latest(draw):
-    """Latest-data variant: unique tickers, then bad rows inserted at random lines."""
-    n_features = draw(st.integers(1, 6))
-    n_good = draw(st.integers(1, 10))
-    rows = []
-    for i in range(n_good):
-        cells = [fmt(v) for v in draw(st.lists(FLOAT32, min_size=n_features, max_size=n_features))]
-        rows.append((False, [f"T{i}"] + cells))
-    for j in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["text", "nan", "inf", "empty", "ticker", "ragged"]))
-        cells = list(rows[0][1][1:])
-        feature = draw(st.integers(0, n_features - 1))
-        if kind == "text":
-            cells[feature] = draw(LETTERS)
-        elif kind == "nan":
-            cells[feature] = "nan"
-        elif kind == "inf":
-            cells[feature] = draw(st.sampled_from(["inf", "1e39"]))
-        elif kind == "empty":
-            cells[feature] = ""
-        if kind == "ticker":
-            row = [draw(st.sampled_from(["", "  "]))] + cells
-        elif kind == "ragged":
-            width = draw(st.integers(1, n_features + 4).filter(lambda w: w != n_features + 1))
-            row = ([f"BAD{j}"] + cells * 5)[:width]
-        else:
-            row = [f"BAD{j}"] + cells
-        at = draw(st.integers(1 if kind == "ragged" else 0, len(rows)))
-        rows.insert(at, (True, row))
-    text = "\n".join(",".join(cells) for _, cells in rows) + "\n"
-    return text, 1 + next(i for i, (is_bad, _) in enumerate(rows) if is_bad)
-
-
-@PROPERTY
-@given(malformed_latest())
-def test_property_malformed_latest_reports_first_bad_line(tmp_path, case):
-    text, first_bad = case
-    path = write(tmp_path / "malformed_latest.csv", text)
-    with pytest.raises(DataError, match=re.escape(path.name)) as info:
-        load_latest(path)
-    assert reported_line(info.value) == first_bad, str(info.value)
-
-
-@PROPERTY
-@given(st.binary(max_size=200))
-def test_property_arbitrary_bytes_never_crash(tmp_path, blob):
-    """Whatever the bytes, the loaders either succeed or raise DataError."""
-    path = write(tmp_path / "noise.csv", blob)
-    for loader in (load_labelled, load_latest):
-        try:
-            loader(path)
-        except DataError as exc:
-            assert os.fspath(path) in str(exc)

@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from bench.naive import build_naive_model
-from fused_optim import KERNELS, FusedOptimizer, group_key
+from inputs.hyperparameters import ACTIVATIONS, HYPERPARAMETER_DEFAULTS, OPTIMIZERS
 from models import build_model, native
 from models.components import LOSSES
-from settings import ACTIVATIONS, HYPERPARAMETER_DEFAULTS, OPTIMIZERS
-from training import evaluation_loss, member_generator, predict, train_members
+from models.dropout import DropoutPool
+from models.optim import FusedOptimizer, group_key
+from training import loop
+from training.loop import evaluation_loss, member_generator, predict, train_members
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -54,8 +56,8 @@ TORCH_OPTIMIZERS = {
 }
 
 
-# the optimizer's three implementations: the C rules (models/native.py), torch's fused kernels, the row-wise rules
-OPTIMIZER_PATHS = {"C rules": {}, "torch kernels": {"use_native": False}, "rows": {"use_kernels": False}}
+# the optimizer's two implementations: the C rules (models/native.py), and the row-wise rules in torch
+OPTIMIZER_PATHS = {"C rules": {}, "rows": {"use_native": False}}
 
 
 def optimizer_path_or_skip(path: str) -> dict:
@@ -69,7 +71,7 @@ def optimizer_path_or_skip(path: str) -> dict:
 def expected_group_type(kind: str, path: str) -> str:
     if path == "C rules" and kind in native.OPTIMIZER_CODES:
         return "NativeOptimizer"
-    return "_Kernel" if path != "rows" and kind in KERNELS else "_Rows"
+    return "_Rows"
 
 
 @pytest.mark.parametrize("path", OPTIMIZER_PATHS)
@@ -165,7 +167,6 @@ def test_mlp_backward_matches_autograd(activation, loss, step_path):
     members = [hp(**{**arch, "dropout": d}) for d in (0.0, 0.3, 0.5)]
     model = build_model(arch, members, 5, [member_generator(s, "init") for s in range(3)], CPU)
     x, y = torch.randn(3, 16, 5), (torch.rand(3, 16) > 0.5).float()
-    from models.dropout import DropoutPool
     pools = [DropoutPool([m["dropout"] for m in members], [member_generator(s, "dropout") for s in range(3)],
                          16 * 10, CPU) for _ in range(2)]  # two pools, identical masks
     model.train_step(x, y, pools[0], LOSSES[loss])
@@ -361,12 +362,11 @@ def test_evaluation_loss_matches_plain_torch_and_ignores_dropout_and_chunking():
 
 def test_gather_blocks_do_not_change_the_result(monkeypatch):
     """Rows are gathered a block of steps at a time; the block size must not matter."""
-    import training
     arch = hp(hidden_layers=[2, 1], batch_size=16, max_epochs=2, dropout=0.1)
     members = [{"seed": s, "params": hp(**{**arch, "learning_rate": lr})} for s, lr in ((61, 1e-2), (62, 3e-3))]
     x, y = small_data(rows=90)
     whole, whole_losses, _, _ = train_members(arch, members, x, y, CPU)
-    monkeypatch.setattr(training, "GATHER_BYTES", 1)  # one step per block
+    monkeypatch.setattr(loop, "GATHER_BYTES", 1)  # one step per block
     blocked, blocked_losses, _, _ = train_members(arch, members, x, y, CPU)
     torch.testing.assert_close(whole.params.rows(), blocked.params.rows())
     np.testing.assert_allclose(whole_losses, blocked_losses, rtol=1e-6)
@@ -380,7 +380,6 @@ def test_one_unit_hidden_layer_backward_matches_autograd(activation, step_path):
     model = build_model(arch, members, 5, [member_generator(s, "init") for s in range(2)], CPU)
     assert [w.shape[1] for w, _, _ in model.dense.layers] == [10, 1, 5, 1]
     x, y = torch.randn(2, 16, 5), (torch.rand(2, 16) > 0.5).float()
-    from models.dropout import DropoutPool
     pools = [DropoutPool([m["dropout"] for m in members], [member_generator(s, "dropout") for s in range(2)],
                          16 * 10, CPU) for _ in range(2)]
     model.train_step(x, y, pools[0], LOSSES["bce"])

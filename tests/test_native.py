@@ -4,6 +4,7 @@ tests/test_fused.py runs its faithfulness tests (against autograd,
 torch.optim and nn.Sequential) through both step implementations; these
 tests compare the two directly and check when each one runs.
 """
+import ctypes
 import os
 import subprocess
 import sys
@@ -12,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import cbuild
-from fused_optim import group_key
-from models import native
-from settings import HYPERPARAMETER_DEFAULTS
-from training import predict, train_members
+from inputs.hyperparameters import HYPERPARAMETER_DEFAULTS
+from models import build_model, cbuild, native
+from models.components import LOSSES
+from models.fused_mlp import FusedMLP
+from models.optim import group_key
+from training.loop import member_generator, predict, train_members
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -97,9 +99,6 @@ def test_c_lstm_trains_as_torchs_lstm_kernel_does(layers, c_step, monkeypatch):
 def test_c_step_takes_rows_in_either_layout(c_step):
     """train_members passes feature-major gathers; a [members, batch, features] tensor as it lies works too."""
     arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2, 1], "batch_size": 8}
-    from models import build_model
-    from models.components import LOSSES
-    from training import member_generator
     models = [build_model(arch, [arch] * 3, 5, [member_generator(s, "init") for s in range(3)], CPU) for _ in range(2)]
     x = torch.randn(3, 8, 5)
     y = (torch.rand(3, 8) > 0.5).float()
@@ -133,8 +132,8 @@ def test_opt_out_trains_through_torch(c_step, monkeypatch):
 
 def test_workers_run_the_c_step(c_step):
     """A worker started as search.py starts them builds (or finds) the library and can run it."""
-    script = ("import worker; from models import native; worker.warm_up(); pool = worker.start_workers(1); "
-              "print(pool.submit(native.available).result()); worker.stop_workers(wait=True)")
+    script = ("from models import native; from sweep import pool; executor = pool.start_workers(1); "
+              "print(executor.submit(native.available).result()); pool.stop_workers()")
     env = {k: v for k, v in os.environ.items() if k != native.OPT_OUT}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -151,7 +150,6 @@ def test_library_is_built_once_per_source_and_cpu(tmp_path):
     assert cbuild.build("answer", source, ["-O2"], tmp_path, for_this_cpu=True) == library  # reused
     assert cbuild.build("answer", source.replace("42", "43"), ["-O2"], tmp_path) != library  # another source
     assert [p for p in tmp_path.iterdir() if not p.name.endswith(".so")] == []  # no scratch files left behind
-    import ctypes
     assert ctypes.CDLL(str(library)).answer() == 42
 
 
@@ -171,7 +169,6 @@ def test_a_failed_build_reads_the_same_in_every_process(tmp_path):
 
 def test_a_block_in_one_call_equals_its_batches_one_by_one(c_step, monkeypatch):
     """FusedMLP.train_block (a block of batches, each with its optimizer step, in one C call) == batch by batch."""
-    from models.fused_mlp import FusedMLP
     arch = {**HYPERPARAMETER_DEFAULTS, "hidden_layers": [2, 1], "batch_size": 16, "max_epochs": 2}
     x, y = data()
     calls = []

@@ -1,4 +1,4 @@
-"""Tests for plan.py: grid expansion, random sampling, ids, seeds and task packing."""
+"""Tests for sweep/plan.py: grid expansion, random sampling, ids, seeds and task packing."""
 
 import itertools
 import json
@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-import plan
-from settings import HYPERPARAMETERS, load_settings
+from inputs.hyperparameters import HYPERPARAMETERS
+from inputs.settings import load_settings
+from sweep import plan
 
 
 def make_settings(tmp_path, grid, name="config.py", **config):

@@ -1,5 +1,8 @@
 """report.py: the plots, values.csv and report.md, on small hand-built rankings and studies."""
+import json
 import math
+import os
+import time
 
 import numpy as np
 import optuna
@@ -7,7 +10,8 @@ import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-import report
+from ranking import plots, report, values
+from ranking.files import remove_abandoned_temporaries
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["p_values.png", "p_by_hyperparameter.png", "precision_vs_predicted.png", "best_over_time.png"]
@@ -74,9 +78,6 @@ def test_write_report_writes_every_file(tmp_path, with_study):
 
 def test_only_abandoned_temporary_files_are_removed(tmp_path):
     """A kill leaves a temporary file behind; a process sharing the folder may be writing one right now."""
-    import os
-    import time
-    from results import remove_abandoned_temporaries
     abandoned, in_flight = tmp_path / ".ranking.csv.1234-abc.tmp", tmp_path / ".reruns.csv.5678-def.tmp"
     abandoned.write_text("half a fi")
     in_flight.write_text("being writ")
@@ -105,7 +106,7 @@ def test_report_md_links_every_plot_and_names_the_best(tmp_path):
 
 # ------------------------------------------------------------------ value_summary
 def test_value_summary_medians_by_hand():
-    summary = report.value_summary(make_ranking()).set_index(["hyperparameter", "value"])
+    summary = values.value_summary(make_ranking()).set_index(["hyperparameter", "value"])
     # -log10 p: c0 3, c1 1, c2 2, c3..c5 0
     expected = {("learning_rate", "0.001"): (2, 2.0, 3.0), ("learning_rate", "0.0001"): (2, 1.0, 2.0),
                 ("learning_rate", "1e-05"): (2, 0.0, 0.0),
@@ -116,8 +117,8 @@ def test_value_summary_medians_by_hand():
         assert summary.loc[key, "combinations"] == count
         assert summary.loc[key, "median_minus_log10_p"] == pytest.approx(median)
         assert summary.loc[key, "best_minus_log10_p"] == pytest.approx(best)
-    values = list(report.value_summary(make_ranking()).query("hyperparameter == 'learning_rate'")["value"])
-    assert values == ["1e-05", "0.0001", "0.001"]  # numeric order, not alphabetical
+    ordered = list(values.value_summary(make_ranking()).query("hyperparameter == 'learning_rate'")["value"])
+    assert ordered == ["1e-05", "0.0001", "0.001"]  # numeric order, not alphabetical
 
 
 def test_value_summary_is_the_same_after_a_csv_round_trip(tmp_path):
@@ -126,13 +127,13 @@ def test_value_summary_is_the_same_after_a_csv_round_trip(tmp_path):
     ranking.to_csv(tmp_path / "ranking.csv", index=False)
     read_back = pd.read_csv(tmp_path / "ranking.csv", dtype={"combination": str})
     assert read_back["lstm_hidden_size"].isna().all()
-    pd.testing.assert_frame_equal(report.value_summary(read_back), report.value_summary(ranking))
+    pd.testing.assert_frame_equal(values.value_summary(read_back), values.value_summary(ranking))
 
 
 def test_not_applicable_values_are_left_out_of_a_hyperparameter():
     ranking = make_ranking()
     ranking["lstm_hidden_size"] = [16, 32, None, None, None, None]  # applies to two combinations only
-    summary = report.value_summary(ranking).query("hyperparameter == 'lstm_hidden_size'")
+    summary = values.value_summary(ranking).query("hyperparameter == 'lstm_hidden_size'")
     assert list(summary["value"]) == ["16", "32"]
     assert list(summary["combinations"]) == [1, 1]
 
@@ -140,15 +141,15 @@ def test_not_applicable_values_are_left_out_of_a_hyperparameter():
 def test_value_labels_spell_each_value_once_and_drop_what_does_not_apply():
     column = [None, 1, 1.0, "", float("nan"), 5e-05, 0.0, -0.0, "[2, 1, 0.5]"]
     ranking = pd.DataFrame({"dropout": pd.Series(column, dtype=object, index=range(10, 19))})
-    labels = report.value_labels(ranking, "dropout")
+    labels = values.value_labels(ranking, "dropout")
     assert labels.to_dict() == {11: "1", 12: "1", 15: "5e-05", 16: "0", 17: "0", 18: "[2, 1, 0.5]"}
     lists = pd.DataFrame({"hidden_layers": pd.Series([[2, 1], None, [0.5]], dtype=object)})
-    assert report.value_labels(lists, "hidden_layers").to_dict() == {0: "[2, 1]", 2: "[0.5]"}
+    assert values.value_labels(lists, "hidden_layers").to_dict() == {0: "[2, 1]", 2: "[0.5]"}
 
 
 # ------------------------------------------------------------------ importances
 def test_importances_of_two_varying_parameters_sum_to_one():
-    shares = report.importances(make_study())
+    shares = values.importances(make_study())
     assert isinstance(shares, pd.Series)
     assert set(shares.index) == {"learning_rate", "optimizer"}  # "model" never varies: left out
     assert shares.sum() == pytest.approx(1.0)
@@ -157,19 +158,19 @@ def test_importances_of_two_varying_parameters_sum_to_one():
 
 
 def test_importances_of_a_one_trial_study_is_none():
-    assert report.importances(make_study(COMBINATIONS[:1])) is None
+    assert values.importances(make_study(COMBINATIONS[:1])) is None
 
 
 def test_importances_when_every_p_value_is_equal_is_none():
     flat = [(cid, lr, opt, layers, 1.0, 0, 0) for cid, lr, opt, layers, _, _, _ in COMBINATIONS]
-    assert report.importances(make_study(flat)) is None
+    assert values.importances(make_study(flat)) is None
 
 
 def test_completion_history_follows_the_study():
-    p, label, _ = report.completion_history(make_study())
+    p, label, _ = plots.completion_history(make_study())
     assert list(p) == [c[4] for c in COMBINATIONS]
     assert "completion order" in label
-    p, _, _ = report.completion_history(None)
+    p, _, _ = plots.completion_history(None)
     assert len(p) == 0
 
 
@@ -182,7 +183,7 @@ def test_every_p_value_one_and_nothing_predicted(tmp_path):
     assert_pngs(tmp_path)
     text = (tmp_path / "report.md").read_text()
     assert "Not available" in text  # no importances to show
-    assert (report.value_summary(ranking)["median_minus_log10_p"] == 0).all()
+    assert (values.value_summary(ranking)["median_minus_log10_p"] == 0).all()
 
 
 def test_a_single_combination(tmp_path):
@@ -192,7 +193,7 @@ def test_a_single_combination(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "Best combination: `c0`" in text and "1 combination;" in text
     assert "No hyperparameter takes more than one value." in text
-    assert report.value_summary(ranking).empty
+    assert values.value_summary(ranking).empty
 
 
 def test_a_hyperparameter_column_entirely_empty_and_a_p_value_of_zero(tmp_path):
@@ -201,8 +202,8 @@ def test_a_hyperparameter_column_entirely_empty_and_a_p_value_of_zero(tmp_path):
     ranking.loc[0, "p_value"] = 0.0  # underflowed binomial tail
     report.write_report(tmp_path, ranking)
     assert_pngs(tmp_path)
-    assert "optimizer" not in set(report.value_summary(ranking)["hyperparameter"])
-    assert math.isfinite(report.value_summary(ranking)["best_minus_log10_p"].max())
+    assert "optimizer" not in set(values.value_summary(ranking)["hyperparameter"])
+    assert math.isfinite(values.value_summary(ranking)["best_minus_log10_p"].max())
 
 
 def test_no_finished_combination(tmp_path):
@@ -214,7 +215,6 @@ def test_no_finished_combination(tmp_path):
 
 # ------------------------------------------------------------------ verdict and scope
 def test_report_md_opens_with_the_verdict_and_the_confirmation(tmp_path):
-    import json
     statistics = {"test": "block permutation of the evaluated labels", "blocks": "consecutive rows (the files have "
                   "no dates)", "block_count": 20, "label_orders": 1000, "exact": False, "smallest_p_value": 0.001,
                   "evaluated_rows": 400, "effective_observations": 20, "purged_rows": {"validation fold 1": 80},

@@ -13,14 +13,15 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from test_search import ROOT, run_search, write_config
 
-from test_search import ROOT, data_dir, run_search, write_config  # noqa: F401 (data_dir: the same small D.AT files)
+from records.storage import journal_storage
 
 
 def ranged_config(folder, data_dir, name="ranged", **settings):
-    """A config file using ranges, as a user writes it (with the import from space.py)."""
+    """A config file using ranges, as a user writes it (with the import from inputs/space.py)."""
     grid = settings.pop("grid")
-    lines = ["from space import loguniform, uniform, intrange",
+    lines = ["from inputs.space import loguniform, uniform, intrange",
              f"hyperparameter_values = {grid}",
              f"TRAIN_CSV = {str(data_dir / 'train.csv')!r}", f"TEST_CSV = {str(data_dir / 'test.csv')!r}",
              "DEVICE = 'cpu'", "SELECTION = 'test'", "PERMUTATIONS = 99"]
@@ -131,7 +132,6 @@ def test_rung_based_pruners_run_end_to_end(tmp_path, data_dir, pruner):
 
 # ------------------------------------------------------ several processes
 def _journal(run: Path):
-    from study import journal_storage
     return journal_storage(str(run / "study.journal"))
 
 

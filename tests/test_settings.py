@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import settings as settings_module
-from settings import HYPERPARAMETER_DEFAULTS, SETTING_DEFAULTS, ConfigError, load_settings
+import inputs.settings as settings_module
+from inputs.errors import ConfigError
+from inputs.hyperparameters import HYPERPARAMETER_DEFAULTS
+from inputs.settings import SETTING_DEFAULTS, load_settings
+from inputs.space import Range
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,25 +194,25 @@ BAD_CONFIGS = {
                           r"PRUNER = 'median' cannot be combined with VALIDATION_FOLDS = 3"),
     "HEARTBEAT_TIMEOUT 0": ("HEARTBEAT_TIMEOUT = 0", r"HEARTBEAT_TIMEOUT = 0 is not valid: it must be a number of seconds"),
     "range with grid search": (
-        'from space import loguniform\nhyperparameter_values = {"learning_rate": loguniform(1e-5, 1e-1)}',
+        'from inputs.space import loguniform\nhyperparameter_values = {"learning_rate": loguniform(1e-5, 1e-1)}',
         r"\['learning_rate'\] = loguniform\(1e-05, 0\.1\) is a range, but SAMPLER is 'grid'.*SAMPLER = \"tpe\""),
     "range with random search": (
-        'from space import uniform\nEXPLORE_ALL_COMBINATIONS = False\nhyperparameter_values = {"dropout": uniform(0, 0.5)}',
+        'from inputs.space import uniform\nEXPLORE_ALL_COMBINATIONS = False\nhyperparameter_values = {"dropout": uniform(0, 0.5)}',
         r"is a range, but SAMPLER is 'random'"),
     "range for a list-only hyperparameter": (
-        'from space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"optimizer": uniform(0, 1)}',
+        'from inputs.space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"optimizer": uniform(0, 1)}',
         r"\['optimizer'\] = uniform\(0\.0, 1\.0\) is a range, but optimizer takes one of a list of values"),
     "float range for an integer": (
-        'from space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"batch_size": uniform(16, 256)}',
+        'from inputs.space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"batch_size": uniform(16, 256)}',
         r"batch_size is a whole number, so write intrange\(16, 256\)"),
     "integer range for a float": (
-        'from space import intrange\nSAMPLER = "tpe"\nhyperparameter_values = {"dropout": intrange(0, 1)}',
+        'from inputs.space import intrange\nSAMPLER = "tpe"\nhyperparameter_values = {"dropout": intrange(0, 1)}',
         r"dropout is not a whole number; use uniform\(\) or loguniform\(\)"),
     "dropout range reaching 1": (
-        'from space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"dropout": uniform(0, 1)}',
+        'from inputs.space import uniform\nSAMPLER = "tpe"\nhyperparameter_values = {"dropout": uniform(0, 1)}',
         r"\['dropout'\] = uniform\(0\.0, 1\.0\) is not valid: dropout is a fraction from 0 up to but not including 1"),
     "impossible range bounds": (
-        'from space import loguniform\nSAMPLER = "tpe"\nhyperparameter_values = {"learning_rate": loguniform(0, 1)}',
+        'from inputs.space import loguniform\nSAMPLER = "tpe"\nhyperparameter_values = {"learning_rate": loguniform(0, 1)}',
         r"on line 3: the range loguniform\(0, 1\) needs 0 < low < high\. Fix the bounds"),
     "no permutations": (
         "PERMUTATIONS = 0",
@@ -235,9 +238,8 @@ def test_bad_config(tmp_path, case):
 
 
 def test_ranges_load_for_a_model_based_sampler(tmp_path):
-    from space import Range
     s = load_settings(write_config(tmp_path, """
-        from space import loguniform, uniform, intrange
+        from inputs.space import loguniform, uniform, intrange
         SAMPLER = "tpe"
         PRUNER = "hyperband"
         hyperparameter_values = {"learning_rate": loguniform(1e-5, 1e-1), "dropout": uniform(0, 0.5),
@@ -379,18 +381,3 @@ def test_cli_override_wins_over_config(tmp_path):
     result = run_cli(config, results, "--rerun-count", "0")
     assert_clean_failure(result, results, r"RERUN_COUNT = 0 is not valid")
     assert "train.csv" not in result.stderr
-
-
-@pytest.mark.parametrize("sampler, module", [("qmc", "scipy.stats.qmc"), ("gp", "scipy.optimize")])
-def test_samplers_import_their_scipy_parts_before_the_background_imports(tmp_path, sampler, module):
-    """GP and QMC load parts of scipy at their first sample; done while preload.py's thread imports
-    scipy.stats, the two imports can meet halfway (an ImportError seen with QMC). make_sampler loads them."""
-    config = write_config(tmp_path, f'from space import uniform\nSAMPLER = "{sampler}"\n'
-                                    'hyperparameter_values = {"learning_rate": uniform(1e-4, 1e-2)}\n')
-    script = (f"import sys; from settings import load_settings; from strategies import make_sampler; "
-              f"before = {module!r} in sys.modules; make_sampler(load_settings({str(config)!r})); "
-              f"print(before, {module!r} in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "True"]

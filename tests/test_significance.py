@@ -7,8 +7,15 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from bench.market import simulate_market, windows
-from significance import (PermutationTest, bh_q_values, block_orders, date_blocks, family_wise_p_values,
-                          pooled_predictions, row_blocks)
+from ranking.significance import (
+    PermutationTest,
+    bh_q_values,
+    block_orders,
+    date_blocks,
+    family_wise_p_values,
+    pooled_predictions,
+    row_blocks,
+)
 
 
 def weekdays(first: str, count: int, every: int = 1) -> np.ndarray:

@@ -1,8 +1,12 @@
-"""space.py: the Optuna distributions grid values are recorded with."""
+"""The Optuna distributions grid values are recorded with (sweep/recorder.py)."""
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
-from space import grid_distribution
+from sweep.recorder import grid_distribution
 
 
 @pytest.mark.parametrize("values, expected", [

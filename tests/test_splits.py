@@ -4,8 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from data import DataError, Labelled
-from splits import UNDATED_PURGE_SHARE, holdout_split, purge_mask, validation_splits
+from bench.market import HORIZON, simulate_market, windows
+from inputs.errors import DataError
+from inputs.files import Labelled
+from inputs.splits import (
+    UNDATED_PURGE_SHARE,
+    holdout_split,
+    purge_mask,
+    validation_splits,
+)
 
 
 def panel(first: str, dates: int, tickers: int, every: int = 1) -> Labelled:
@@ -53,7 +60,6 @@ def test_each_walk_forward_fold_is_purged_at_its_own_boundary():
 
 
 def test_no_kept_training_label_reaches_into_the_evaluated_period():
-    from bench.market import HORIZON, simulate_market, windows
     market = simulate_market(seed=1, tickers=5, years=2)
     x, y, end, ticker = windows(market)
     rows = Labelled(x.astype(np.float32), y, market.days[end], np.array(market.tickers)[ticker], None, "sim.csv")

@@ -1,4 +1,4 @@
-"""Tests for evaluate.py: the precision p-values, per-training scoring and the ranking."""
+"""Tests for ranking/scores.py and ranking/table.py: the precision p-values, per-training scoring and the ranking."""
 
 import math
 
@@ -8,12 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
-
 from statsmodels.stats.multitest import multipletests
 
-from evaluate import binomial_precision_p_value, fisher_precision_p_value, rank_combinations, score_counts
-from settings import HYPERPARAMETERS
-from significance import family_wise_p_values
+from inputs.hyperparameters import HYPERPARAMETERS
+from ranking.scores import (
+    binomial_precision_p_value,
+    fisher_precision_p_value,
+    score_counts,
+)
+from ranking.significance import family_wise_p_values
+from ranking.table import rank_combinations
 
 
 def scipy_binomial(tp, fp, rate):

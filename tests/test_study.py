@@ -1,17 +1,22 @@
-"""The study ledger (study.py): claims held in heartbeat records, trials created whole, takeovers.
+"""The study ledger (records/ledger.py, records/storage.py): claims held in heartbeat records, trials created whole, takeovers.
 
 Several "processes" here are several Ledgers on one journal file in one
 test process; they tell each other apart by their heartbeat records (their
 process id is the same, so a silent one is noticed by its heartbeat only).
 """
+import fcntl
+import threading
 import time
 
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
+from sqlalchemy.exc import OperationalError
 
-from study import Ledger, journal_storage, open_storage, open_study
+from records import storage
+from records.ledger import Ledger
+from records.storage import journal_storage, open_storage, open_study
 
 CANDIDATES = [(f"c{i:02d}", {"lr": [0.1, 0.2][i % 2], "i": i}) for i in range(10)]
 
@@ -149,35 +154,27 @@ class FlakyRDBStorage:
 
 def test_opening_a_database_retries_when_another_process_created_the_tables_first(tmp_path, monkeypatch):
     # what SQLite said when three processes started on one new file at once (a CI failure)
-    from sqlalchemy.exc import OperationalError
-    import study
     race = OperationalError("CREATE TABLE trial_user_attributes", {},
                             Exception("table trial_user_attributes already exists"))
     flaky = FlakyRDBStorage([race, race])
-    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
-    monkeypatch.setattr(study.time, "sleep", lambda s: None)
-    assert study.create_rdb(f"sqlite:///{tmp_path / 'shared.db'}") == "opened"
+    monkeypatch.setattr(storage, "RDBStorage", flaky)
+    monkeypatch.setattr(storage.time, "sleep", lambda s: None)
+    assert storage.create_rdb(f"sqlite:///{tmp_path / 'shared.db'}") == "opened"
     assert flaky.calls == 3
 
 
 def test_opening_a_database_does_not_retry_other_errors(tmp_path, monkeypatch):
-    from sqlalchemy.exc import OperationalError
-    import study
     unreachable = OperationalError("connect", {}, Exception("could not connect to server"))
     flaky = FlakyRDBStorage([unreachable])
-    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
-    monkeypatch.setattr(study.time, "sleep", lambda s: None)
+    monkeypatch.setattr(storage, "RDBStorage", flaky)
+    monkeypatch.setattr(storage.time, "sleep", lambda s: None)
     with pytest.raises(OperationalError):
-        study.create_rdb("postgresql://sweep@127.0.0.1:1/sweeps")
+        storage.create_rdb("postgresql://sweep@127.0.0.1:1/sweeps")
     assert flaky.calls == 1
 
 
 def test_processes_opening_one_new_sqlite_file_take_turns(tmp_path, monkeypatch):
     """While one process creates the tables, another waits on the lock file beside the database."""
-    import fcntl
-    import threading
-
-    import study
     database = tmp_path / "shared.db"
     holder = open(str(database) + ".create", "a+")
     fcntl.flock(holder, fcntl.LOCK_EX)  # "another process" is creating the tables
@@ -185,8 +182,8 @@ def test_processes_opening_one_new_sqlite_file_take_turns(tmp_path, monkeypatch)
 
     def open_after_release(url, engine_kwargs=None):
         return "opened" if released.is_set() else "opened while the other process was creating the tables"
-    monkeypatch.setattr(optuna.storages, "RDBStorage", open_after_release)
-    waiter = threading.Thread(target=lambda: opened.append(study.create_rdb(f"sqlite:///{database}")))
+    monkeypatch.setattr(storage, "RDBStorage", open_after_release)
+    waiter = threading.Thread(target=lambda: opened.append(storage.create_rdb(f"sqlite:///{database}")))
     waiter.start()
     waiter.join(0.5)
     assert waiter.is_alive() and not opened  # waiting for the lock

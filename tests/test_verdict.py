@@ -4,9 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench.market import simulate_market, write_market
+from ranking.verdict import decide
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,8 +117,6 @@ def test_dates_out_of_order_stop_the_run_naming_the_file_and_line(tmp_path, mark
 
 # ---------------------------------------------------------------- the rule, on hand-made rankings
 def decided(test_p, family, selection="validation", tested=True):
-    import pandas as pd
-    from verdict import decide
     ranking = pd.DataFrame({"combination": ["w", "x"], "p_value_family_wise": [family, 1.0], "tp": [30, 1],
                             "fp": [20, 9], "positive_rate": [0.4, 0.4]})
     confirmation = pd.DataFrame({"combination": ["w"], "p_value_test": [test_p], "tp": [12], "fp": [8],

@@ -1,0 +1,59 @@
+"""Writing the run folder's files: never half a file.
+
+Every file is written to a temporary name in the same folder and renamed
+into place, so a reader (or a crash) never sees half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def atomic_write(path: Path, write, binary: bool = False) -> None:
+    """Call write(file) on a temporary file beside `path`, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_abandoned_temporaries(folder: Path, age_seconds: float = 60.0) -> None:
+    """Delete temporary files that a kill left behind before their rename.
+
+    Only old ones: another process sharing the folder (several processes on one
+    study) may be writing one right now, and a write takes milliseconds.
+    """
+    for tmp in Path(folder).glob(".*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > age_seconds:
+                tmp.unlink()
+        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+            pass
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    atomic_write(path, lambda f: f.write(text))
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(table.to_csv(index=False), path)
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file the run wrote (run.json, summary.json), or {} when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,108 @@
+"""Per-value summaries of a ranking: labels for hyperparameter values, -log10 p, values.csv, importances."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from inputs.hyperparameters import HYPERPARAMETERS
+
+SMALLEST_P = np.finfo(float).tiny  # p-values are clipped to this before -log10, so p = 0 stays finite
+
+
+def minus_log10(p) -> np.ndarray:
+    """-log10 of p-values, the scale every plot uses: 0 is p = 1, 2 is p = 0.01, higher is better."""
+    return 0.0 - np.log10(np.clip(np.asarray(p, dtype=float), SMALLEST_P, 1.0))  # 0.0 - 0.0 is +0.0, not -0.0
+
+
+def is_missing(value) -> bool:
+    """A hyperparameter that does not apply to a combination: None, NaN, or '' (an empty CSV cell)."""
+    if isinstance(value, str):
+        return value == ""
+    if isinstance(value, (list, tuple)):
+        return False
+    return value is None or bool(pd.isna(value))
+
+
+def value_label(value) -> str:
+    """One spelling per value: 0.0 and 0 read '0', 5e-05 reads '5e-05', lists stay '[2, 1, 0.5]'."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value.item() if isinstance(value, np.generic) else value)
+    return str(value)
+
+
+def value_labels(ranking: pd.DataFrame, name: str) -> pd.Series:
+    """The hyperparameter's value per combination as labels; combinations where it does not apply are dropped."""
+    if name not in ranking:
+        return pd.Series(dtype=object)
+    column = ranking[name]
+    try:  # each distinct value labelled once: a big sweep has 10,000s of rows and a few values
+        codes, distinct = pd.factorize(column)
+    except TypeError:  # unhashable values (lists)
+        return column[~column.map(is_missing)].map(value_label)
+    labels = np.array([None if is_missing(v) else value_label(v) for v in distinct] + [None], dtype=object)
+    mapped = pd.Series(labels[codes], index=column.index, dtype=object)  # code -1 (NaN, None) -> None
+    return mapped[mapped.notna()]
+
+
+def ordered_values(labels: pd.Series) -> list[str]:
+    """The distinct values, numerically when they are all numbers, else alphabetically."""
+    distinct = list(dict.fromkeys(labels))
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return sorted(distinct)
+
+
+def varying_hyperparameters(ranking: pd.DataFrame) -> list[str]:
+    """The hyperparameters that take more than one value across the ranked combinations."""
+    return [name for name in HYPERPARAMETERS if value_labels(ranking, name).nunique() > 1]
+
+
+def value_summary(ranking: pd.DataFrame) -> pd.DataFrame:
+    """Per value of every varying hyperparameter: how many combinations have it, their median -log10 p and best.
+
+    The best is there because the median is often 0: when most combinations
+    predict nothing (p = 1), the median hides the values that did work.
+    """
+    rows = []
+    for name in varying_hyperparameters(ranking):
+        labels = value_labels(ranking, name)
+        scores = pd.Series(minus_log10(ranking.loc[labels.index, "p_value"]), index=labels.index)
+        for value in ordered_values(labels):
+            chosen = scores[labels == value]
+            rows.append({"hyperparameter": name, "value": value, "combinations": len(chosen),
+                         "median_minus_log10_p": float(chosen.median()),
+                         "best_minus_log10_p": float(chosen.max())})
+    return pd.DataFrame(rows, columns=["hyperparameter", "value", "combinations", "median_minus_log10_p",
+                                       "best_minus_log10_p"])
+
+
+def importances(study) -> pd.Series | None:
+    """Optuna's hyperparameter importances (default evaluator), shares summing to 1, largest first.
+
+    None where they mean nothing: fewer than 2 finished combinations, all
+    with the same p-value, no hyperparameter that varies, or an evaluator
+    that fails. Optuna would instead return equal shares there, which reads
+    as an answer. Hyperparameters fixed for the whole run are left out.
+    """
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    if len(trials) < 2 or len({t.value for t in trials}) < 2:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ExperimentalWarning for normalize=, "too few trials" notes
+            raw = optuna.importance.get_param_importances(study, normalize=False)
+    except Exception:  # noqa: BLE001 - any failure only means "no importances in the report"
+        return None
+    varying = {name for t in trials for name, d in t.distributions.items() if not d.single()}
+    shares = pd.Series({name: float(v) for name, v in raw.items() if name in varying}, dtype=float)
+    total = shares.sum()
+    if shares.empty or not np.isfinite(total) or total <= 0:
+        return None
+    return (shares / total).sort_values(ascending=False).rename("importance")

@@ -1,0 +1,374 @@
+"""The run's Optuna study, and how several search.py processes share it without doing work twice.
+
+One process or many, on one machine (the default journal file) or on many
+(`--storage postgresql://...`): a process claims combinations before it
+trains them, under a lock; it records each finished combination as one
+trial (COMPLETE, PRUNED or FAIL, every rerun's counts in the trial's user
+attrs); and it writes a heartbeat while it works. A process that stops
+beating (killed, machine lost, network gone) loses its claims: the next
+process to claim declares it stopped and trains those combinations itself.
+So a grid is finished exactly once in total: no combination trained twice,
+none left out.
+
+Two ways to hold a claim. A planned combination (grid, or a random draw
+made up front) is held in the process's heartbeat record: a whole round of
+claims is one record, and the finished combination's trial is created
+whole, so a combination costs the study one record instead of three (on a
+10,000-combination grid of tiny models the per-trial records were most of
+the main process's work). A combination that needs a trial while it trains
+(a sampler's ask, a pruner's reports) is held by a RUNNING trial that names
+the process, as Optuna does it.
+
+Why a lock rather than trusting trial numbers: on a database, a trial
+created by one process can become visible to another after a trial that was
+created later, so "lowest number wins" could let two processes both win.
+Under the lock, checking what is free and claiming it is one step.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from records.storage import Storage
+
+# Tests give each process its own "machine" to exercise the heartbeat path.
+HOST = os.environ.get("SWEEP_HOST_ID") or socket.gethostname()
+STARTED = time.time()
+
+
+# ------------------------------------------------------------------- claims
+@dataclass
+class Claim:
+    trial_id: int | None            # the RUNNING trial holding it; None: held in the heartbeat record
+    combination: dict
+    cid: str
+    since: float = field(default_factory=time.time)
+
+
+@dataclass
+class Status:
+    """What the study holds, per combination id."""
+    records: dict = field(default_factory=dict)   # cid -> finished trial (COMPLETE or PRUNED)
+    failed: dict = field(default_factory=dict)    # cid -> FAIL trial with an error (failed in this run)
+    claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process (this one included)
+    claimants: int = 1                            # live processes, this one included
+
+    def taken(self, cid: str) -> bool:
+        return cid in self.records or cid in self.failed or cid in self.claimed
+
+    @property
+    def used(self) -> int:
+        return len(set(self.records) | set(self.failed) | set(self.claimed))
+
+
+class Ledger:
+    """This process's view of who does what in a study: claims, heartbeats, stale takeovers, results."""
+
+    def __init__(self, storage: Storage, study, heartbeat_timeout: float, beat: bool = True) -> None:
+        self.storage, self.study = storage, study
+        self.study_id = study._study_id
+        self.me = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.timeout = heartbeat_timeout
+        self._last_beat = 0.0
+        self._seen: dict[str, tuple] = {}   # claimant -> (last heartbeat value, when this process first saw it)
+        self.taken_over: list[str] = []     # combinations taken from processes that went silent
+        # what refresh() has classified for good: finished trials do not change
+        self._records: dict = {}
+        self._failed: dict = {}
+        self._open: list[int] = []          # trials (by index) that were still running
+        self._seen_trials = 0
+        self.holds: set[str] = set()        # combinations claimed in the heartbeat record, not yet recorded
+        self.lost: set[str] = set()         # held ones that others took over while this process was silent
+        self._template = None               # combination, cid -> what its trial holds (claim_planned's)
+        self._cursor = (None, 0)            # (candidates, index of the first not finished for good)
+        if beat:  # a reader (evaluate.py) does not count as a process working on the study
+            self.beat(force=True)
+
+    # -- heartbeats
+    def beat(self, force: bool = False) -> None:
+        """Tell the other processes this one is alive (every quarter of the timeout), and what it holds."""
+        now = time.time()
+        if force or now - self._last_beat >= max(0.5, self.timeout / 4):
+            if self.holds and now - self._last_beat >= 0.9 * self.timeout:
+                self._check_declared_stopped()
+            self.storage.optuna.set_study_system_attr(
+                self.study_id, f"claimant:{self.me}",
+                {"host": HOST, "pid": os.getpid(), "beat": now, "holds": sorted(self.holds)})
+            self._last_beat = now
+
+    def _check_declared_stopped(self) -> None:
+        """After a silence as long as the timeout, see whether another process took this one's claims.
+
+        Others wait a whole timeout of silence before they declare a process
+        stopped, so a process that beat more recently cannot have been; the
+        check costs a read of the study only after such a silence (a
+        suspended machine, a stalled disk or network).
+        """
+        record = self.storage.optuna.get_study_system_attrs(self.study_id).get(f"claimant:{self.me}", {})
+        if record.get("stale"):
+            self.lost |= self.holds
+            self.holds = set()
+
+    def _alive(self, claimant: str | None, beats: dict, now: float) -> bool:
+        if claimant == self.me:
+            return True
+        record = beats.get(f"claimant:{claimant}")
+        if record is not None and record.get("left"):
+            return False
+        if record is not None and record["host"] == HOST and not _pid_alive(record["pid"]):
+            return False  # same machine and its process is gone: no need to wait for the timeout
+        beat = None if record is None else record["beat"]
+        last, since = self._seen.get(claimant, (object(), now))
+        if beat != last:  # the beat moved (or first sight): alive, and start timing from here
+            self._seen[claimant] = (beat, now)
+            return True
+        return now - since < self.timeout
+
+    # -- reading the study
+    def refresh(self, take_over: bool = False):
+        """Classify every combination; with take_over, fail the trials of processes that went silent.
+
+        Finished trials never change, so each is classified once: a round
+        looks only at the trials that are new or were still running.
+        """
+        now = time.time()
+        beats = self.storage.optuna.get_study_system_attrs(self.study_id)
+        status = Status(records=self._records, failed=self._failed)
+        live = {self.me}
+        trials = self.storage.optuna.get_all_trials(self.study_id, deepcopy=False)
+        if len(trials) < self._seen_trials:  # not the study this ledger read before: start over
+            self._records, self._failed, self._open, self._seen_trials = {}, {}, [], 0
+            status = Status(records=self._records, failed=self._failed)
+        fresh = self._open + list(range(self._seen_trials, len(trials)))
+        self._open, self._seen_trials = [], len(trials)
+        for index in fresh:
+            trial = trials[index]
+            cid = trial.user_attrs.get("combination")
+            if cid is None:
+                if not trial.state.is_finished():
+                    self._open.append(index)  # its combination may not be set yet (an ask in progress)
+                continue
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                self._records.setdefault(cid, trial)
+            elif trial.state == TrialState.FAIL:
+                # an error recorded during this run; errors from before a restart get one more try
+                if "error" in trial.user_attrs and trial.datetime_complete is not None and \
+                        trial.datetime_complete.timestamp() >= STARTED - 1:
+                    self._failed.setdefault(cid, trial)
+            elif trial.state == TrialState.RUNNING:
+                self._open.append(index)
+                claimant = trial.system_attrs.get("claimant")
+                if self._alive(claimant, beats, now):
+                    status.claimed[cid] = trial
+                    live.add(claimant)
+                elif take_over:
+                    self._fail_stale(trial, claimant)
+            else:
+                self._open.append(index)  # WAITING: not finished, look again next time
+        for key, record in beats.items():
+            if not key.startswith("claimant:") or key == f"claimant:{self.me}":
+                continue
+            claimant = key[len("claimant:"):]
+            if self._alive(claimant, beats, now):
+                live.add(claimant)
+                status.claimed.update(dict.fromkeys(record.get("holds", ())))
+            elif take_over and record.get("holds"):
+                self._declare_stopped(claimant, record, status)
+        status.claimed.update(dict.fromkeys(self.holds))
+        status.claimants = len(live)
+        # a combination recorded elsewhere is no longer "claimed" (a late duplicate record is ignored)
+        for cid in list(status.claimed):
+            if cid in status.records:
+                del status.claimed[cid]
+        return status, trials
+
+    def _fail_stale(self, trial, claimant: str | None) -> None:
+        try:
+            reason = f"{claimant} stopped (its process is gone, or no heartbeat for {self.timeout:g} s)"
+            self.storage.optuna.set_trial_system_attr(trial._trial_id, "stale", reason)
+            self.storage.optuna.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            return  # it finished after all (or another process failed it first)
+        self.taken_over.append(trial.user_attrs["combination"])
+
+    def _declare_stopped(self, claimant: str, record: dict, status: Status) -> None:
+        """Free what a silent process held in its heartbeat record (under the claims lock)."""
+        reason = f"stopped (its process is gone, or no heartbeat for {self.timeout:g} s)"
+        self.storage.optuna.set_study_system_attr(
+            self.study_id, f"claimant:{claimant}", {**record, "holds": [], "left": True, "stale": reason})
+        self.taken_over += [cid for cid in record["holds"] if cid not in status.records and cid not in status.failed]
+
+    # -- claiming
+    def claim_planned(self, candidates: list[tuple[str, dict]], limit: int, trial_template,
+                      running_trials: bool = False) -> tuple[list[Claim], Status]:
+        """Claim up to `limit` of `candidates` (cid, combination) that nobody has done or holds, in order.
+
+        Held in the heartbeat record (one record for the round), or with
+        `running_trials` as a RUNNING trial each (for a pruner's reports).
+        """
+        with self.storage.lock():
+            status, _ = self.refresh(take_over=True)
+            # leave the others a share when several processes work on this study
+            open_count = len(candidates) - len(status.records) - len(status.failed) - len(status.claimed)
+            share = max(1, -(-open_count // status.claimants))
+            picked = self._first_free(candidates, status, min(limit, share))
+            self._template = trial_template
+            if running_trials:
+                claims = [Claim(self._create_trial(self._running_trial(combination, cid)), combination, cid)
+                          for cid, combination in picked]
+            else:
+                claims = [Claim(None, combination, cid) for cid, combination in picked]
+                if claims:
+                    self.holds.update(c.cid for c in claims)
+                    self.beat(force=True)
+            status.claimed.update(dict.fromkeys(c.cid for c in claims))
+        return claims, status
+
+    def _first_free(self, candidates: list[tuple[str, dict]], status: Status, count: int) -> list[tuple[str, dict]]:
+        """The first `count` candidates nobody has done or holds.
+
+        Scans on from the first candidate not yet finished for good, rather
+        than from the start each round: a 10,000-combination grid is claimed
+        in ~120 rounds.
+        """
+        first = self._cursor[1] if self._cursor[0] is candidates else 0
+        while first < len(candidates) and (candidates[first][0] in status.records or
+                                           candidates[first][0] in status.failed):
+            first += 1
+        self._cursor = (candidates, first)
+        picked = []
+        for cid, combination in candidates[first:]:
+            if len(picked) == count:
+                break
+            if not status.taken(cid):
+                picked.append((cid, combination))
+        return picked
+
+    def _running_trial(self, combination: dict, cid: str):
+        return self._frozen_trial(TrialState.RUNNING, None, combination, cid, time.time(), None, {})
+
+    def _frozen_trial(self, state, value, combination: dict, cid: str, since: float, until: float | None,
+                      user_attrs: dict):
+        """A trial as Optuna stores it, built directly: optuna.trial.create_trial checks every
+        parameter against its distribution again, which cost more than writing the record."""
+
+        template = self._template(combination, cid)
+        return FrozenTrial(number=-1, state=state, value=value,
+                           datetime_start=datetime.datetime.fromtimestamp(since),
+                           datetime_complete=None if until is None else datetime.datetime.fromtimestamp(until),
+                           params=template["params"], distributions=template["distributions"],
+                           user_attrs={**template["user_attrs"], **user_attrs},
+                           system_attrs={"claimant": self.me}, intermediate_values={}, trial_id=-1)
+
+    def _create_trial(self, trial) -> int:
+        return self.storage.optuna.create_new_trial(self.study_id, template_trial=trial)
+
+    def claim_asked(self, count: int, budget: int, suggest, trial_template,
+                    max_duplicates: int = 50) -> tuple[list[Claim], Status, bool]:
+        """Ask the sampler for up to `count` new combinations within `budget` in all.
+
+        Returns (claims, status, exhausted): exhausted when the sampler keeps
+        proposing combinations that were already tried (a small space).
+        """
+        claims, duplicates = [], 0
+        with self.storage.lock():
+            status, _ = self.refresh(take_over=True)
+            while len(claims) < count and status.used < budget:
+                trial = self.study.ask()
+                self.storage.optuna.set_trial_system_attr(trial._trial_id, "claimant", self.me)
+                combination, cid = suggest(trial)
+                self.storage.optuna.set_trial_user_attr(trial._trial_id, "combination", cid)
+                if status.taken(cid):
+                    # the same point again: recorded as a failed trial (not trained twice), and ask again
+                    self.storage.optuna.set_trial_system_attr(trial._trial_id, "duplicate_of", cid)
+                    self.storage.optuna.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                    duplicates += 1
+                    if duplicates >= max_duplicates:
+                        return claims, status, True
+                    continue
+                for key, value in trial_template(combination, cid)["user_attrs"].items():
+                    if key != "combination":
+                        self.storage.optuna.set_trial_user_attr(trial._trial_id, key, value)
+                status.claimed[cid] = trial
+                claims.append(Claim(trial._trial_id, combination, cid))
+        return claims, status, False
+
+    # -- results
+    def finish(self, claim: Claim, state, value: float | None, user_attrs: dict) -> bool:
+        """Record a finished claim. False if this process had lost it (another took it over meanwhile).
+
+        A claim held in the heartbeat record becomes one trial, created
+        whole. If another process declared this one stopped meanwhile, the
+        first beat after the silence finds out, and the result is dropped
+        with a note. (Where the declaration lands just after that beat, both
+        results are recorded: the same seeds, so the same result within float
+        rounding, and the first record is the one read.)
+        """
+        storage = self.storage.optuna
+        if claim.trial_id is None:
+            self.beat()  # after a long silence, this finds out whether the claim was taken over
+            if claim.cid in self.lost:
+                self._note_lost(claim.cid)
+                return False
+            self._create_trial(self._frozen_trial(state, value, claim.combination, claim.cid, claim.since,
+                                                  time.time(), user_attrs))
+            self.holds.discard(claim.cid)
+            return True
+        try:
+            for key, val in user_attrs.items():
+                storage.set_trial_user_attr(claim.trial_id, key, val)
+            storage.set_trial_state_values(claim.trial_id, state, None if value is None else [value])
+        except UpdateFinishedTrialError:
+            self._note_lost(claim.cid)
+            return False
+        return True
+
+    def _note_lost(self, cid: str) -> None:
+        print(f"note: combination {cid} was taken over by another process while this one trained "
+              f"it (this process's heartbeat stopped for more than {self.timeout:g} s); its result "
+              f"from here is dropped, the other one counts.", file=sys.stderr)
+
+    def release(self, claims: list[Claim]) -> None:
+        """Give back claims this process will not train (Ctrl-C): others may take them at once."""
+        held = [c.cid for c in claims if c.trial_id is None]
+        if held:
+            self.holds.difference_update(held)
+            with contextlib.suppress(Exception):  # best effort on the way out, as below
+                self.beat(force=True)
+        for claim in (c for c in claims if c.trial_id is not None):
+            try:
+                self.storage.optuna.set_trial_system_attr(claim.trial_id, "released", True)
+                self.storage.optuna.set_trial_state_values(claim.trial_id, TrialState.FAIL)
+            except Exception:  # noqa: BLE001 (best effort on the way out; the heartbeat timeout covers it)
+                pass
+
+    def leave(self) -> None:
+        """Stop counting as a live claimant."""
+        try:
+            self.storage.optuna.set_study_system_attr(
+                self.study_id, f"claimant:{self.me}", {"host": HOST, "pid": os.getpid(), "beat": 0, "left": True})
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child that nobody has reaped yet still answers kill(0): it is a zombie
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,79 @@
+"""The confirmation: the top of the validation ranking, retrained and tested once on the test file."""
+from __future__ import annotations
+
+import base64
+import sys
+
+from optuna.trial import TrialState
+
+from inputs.errors import DataError
+from records.ledger import Ledger
+from records.storage import open_study
+from sweep.pool import Pool
+from sweep.recorder import p_value_of, permutation_counts, rows_from_study, stored_rows
+from sweep.rows import (
+    file_digest,
+    permutation_test,
+    prepare_confirmation_data,
+    too_few_blocks,
+)
+
+
+def confirm(sweep) -> int:
+    """Retrain the top CONFIRM_TOP_K combinations on the train file and test them once on the test file.
+
+    The same reruns with the same seeds as in the validation sweep, trained
+    on the train file purged against the test file's first date; the test
+    file is opened here for the first time. Processes sharing the study
+    share this step too (its own study, claimed the same way). Returns an
+    exit code when the test file is unusable (the validation ranking is
+    kept), else 0. `sweep` is the run's Sweep (sweep/run.py): its loop does
+    the claiming, training and recording here as well.
+    """
+    settings, recorder = sweep.settings, sweep.recorder
+    top = list(recorder.ranking["combination"].head(settings.confirm_top_k))
+    try:
+        data = prepare_confirmation_data(settings)
+    except DataError as err:
+        print(f"error: {err} The validation ranking is in {sweep.run_dir}.", file=sys.stderr)
+        return 2
+    test = permutation_test(settings, data["evaluated"])
+    sweep.confirmation_split = data["split"]
+    if test.smallest_p_value > settings.significance_level:
+        print(f"warning: {too_few_blocks(test, 'test rows', settings.significance_level)}", file=sys.stderr)
+    fingerprint = {**sweep.fingerprint, "TEST_CSV": file_digest(settings.test_csv), "top": top}
+    name = "confirmation" if sweep.storage_url is None else f"{sweep.study_name}:confirmation"
+    study = open_study(sweep.storage, name, fingerprint)
+    ledger = Ledger(sweep.storage, study, settings.heartbeat_timeout)
+    by_id = {cid: recorder.params[cid] for cid in top}
+    split = data["split"]
+    purged = f"but the {split.purged} rows purged before {split.boundary}" if split.purged else "whole"
+    print(f"Confirming the top {len(top)} combinations on {settings.test_csv} (retrained on the train file, "
+          f"{purged})...", file=sys.stderr)
+    pool = Pool(settings.cpu_count, lambda t: sweep._payload(t, data["files"]))
+
+    def claim():
+        claims, status = ledger.claim_planned([(cid, by_id[cid]) for cid in top], len(top), recorder.trial_template)
+        return claims, all(cid in status.records or cid in status.failed for cid in top) and not pool.pending
+
+    def record(task, results):
+        rows = recorder.scored_rows(results, {(t["combination"], t["rerun"]): t for t in task})
+        packed = {(r["combination"], r["rerun"]): base64.b64encode(r["predictions"]).decode() for r in results}
+        for cid, reruns in rows.items():
+            bits = [packed[cid, row["rerun"]] for row in reruns]
+            ledger.finish(sweep.claims.pop(cid), TrialState.COMPLETE,
+                          p_value_of(test, permutation_counts(test, reruns, bits)),
+                          {"reruns": stored_rows(reruns, bits)})
+        return 0
+
+    try:
+        sweep._drive(ledger, claim, record, pool)
+    finally:
+        ledger.leave()
+    _, trials = ledger.refresh()
+    confirmed = {t.user_attrs["combination"]: rows_from_study(t.user_attrs) for t in trials
+                 if t.state == TrialState.COMPLETE and "reruns" in t.user_attrs}
+    recorder.set_confirmation(test, [row for cid in top if cid in confirmed for row in confirmed[cid][0]],
+                              {cid: permutation_counts(test, *confirmed[cid]) for cid in confirmed})
+    recorder.flush(force=True)
+    return 0

@@ -1,0 +1,357 @@
+"""The results so far, as the study records them, and the CSVs written from them while the sweep runs."""
+from __future__ import annotations
+
+import base64
+import functools
+import math
+import time
+import traceback
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from inputs.hyperparameters import (
+    HYPERPARAMETERS,
+    display_value,
+    hyperparameter_columns,
+)
+from inputs.settings import Settings
+from inputs.space import Range
+from ranking.files import write_csv
+from ranking.scores import score_counts
+from ranking.significance import PermutationTest, pooled_predictions
+from ranking.table import (
+    ERROR_COLUMNS,
+    RERUN_COLUMNS,
+    confirmation_table,
+    label_sources,
+    rank_combinations,
+    reruns_table,
+)
+
+FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
+
+
+class Recorder:
+    """The results so far (this process's and, after sync, every process's); writes the CSVs every few seconds.
+
+    The study is the record: each finished combination's reruns live on its
+    trial, and `sync` reads back what other processes sharing the study have
+    finished. Ranking is done lazily, when the CSVs are written, so that
+    recording stays cheap however many combinations a sweep has.
+    """
+
+    def __init__(self, run_dir: Path, study, settings: Settings, fold_rows: list[int],
+                 test: PermutationTest) -> None:
+        self.run_dir, self.study, self.settings = run_dir, study, settings
+        self.fold_rows = fold_rows
+        self.test = test                             # the ranked rows' block permutation test
+        self.counts: dict[str, np.ndarray | None] = {}  # combination -> its row of test.counts (None: pruned)
+        self.confirmation_test: PermutationTest | None = None
+        self.confirmation_counts: dict[str, np.ndarray | None] = {}
+        self.partial: dict[str, dict[tuple[int, int], dict]] = {}  # combination -> (rerun, fold) -> result
+        self.rows: dict[str, list[dict]] = {}        # combination -> its scored reruns
+        self.params: dict[str, dict] = {}            # combination -> its hyperparameters
+        self.confirmation_rows: list[dict] = []
+        self.errors: list[dict] = []
+        self._synced: set[int] = set()               # trial ids already taken in
+        self._recorded_distributions: dict = {}      # the first trial's, when resuming a study
+        self.best_p = None
+        self._ranking = None
+        self._confirmation = None
+        self._last_flush = 0.0
+        self._flush_took = 0.0
+        self._dirty = True
+
+    @property
+    def finished(self) -> set[str]:
+        return set(self.rows)
+
+    # -- taking results in
+    def sync(self, trials) -> None:
+        """Take in the finished combinations and recorded failures of the study's trials."""
+        for trial in trials:
+            if trial._trial_id in self._synced or not trial.state.is_finished():
+                continue
+            self._synced.add(trial._trial_id)
+            if len(self._synced) == 1:
+                self._recorded_distributions = trial.distributions
+            cid = trial.user_attrs.get("combination")
+            if cid is None or cid in self.rows:
+                continue
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and "reruns" in trial.user_attrs:
+                reruns, bits = rows_from_study(trial.user_attrs)
+                self.keep(cid, reruns, bits, trial.user_attrs.get("params"))
+            elif trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
+                    not any(e["combination"] == cid and e["outcome"] == "failed" for e in self.errors):
+                self.errors.append({"combination": cid, **_columns_of(trial.user_attrs), "outcome": "failed",
+                                    "error": trial.user_attrs["error"], "traceback": trial.user_attrs["traceback"]})
+                self._dirty = True
+
+    def keep(self, cid: str, reruns: list[dict], bits: list, params: dict | None = None,
+             counts: np.ndarray | None = None) -> None:
+        """One finished combination's reruns, and its permutation counts from their packed predictions.
+
+        The predictions themselves stay in the study only: the counts are all the ranking needs.
+        """
+        self.rows[cid] = reruns
+        if params is not None:
+            self.params[cid] = params
+        self.counts[cid] = counts if counts is not None else permutation_counts(self.test, reruns, bits)
+        p = p_value_of(self.test, self.counts[cid])
+        self.best_p = p if self.best_p is None else min(self.best_p, p)
+        self._ranking = None
+        self._dirty = True
+
+    def add_results(self, results: list[dict], trainings: dict, fold: int = 0) -> list[tuple]:
+        """A task's results; returns the combinations they completed as (cid, scored reruns, prediction bits).
+
+        With walk-forward folds a combination is complete once every rerun
+        has every fold; its counts are then summed over the folds (one
+        p-value per rerun on the whole validation tail).
+        """
+        complete = []
+        for r in results:
+            parts = self.partial.setdefault(r["combination"], {})
+            parts[(r["rerun"], fold)] = r
+            if len(parts) == self.settings.rerun_count * len(self.fold_rows):
+                complete.extend(self._pool_folds(self.partial.pop(r["combination"])))
+        if not complete:
+            return []
+        out = []
+        predictions = {(r["combination"], r["rerun"]): r["predictions"] for r in complete}
+        for cid, reruns in self.scored_rows(complete, trainings).items():
+            self.params[cid] = trainings[(cid, 0)]["params"]
+            bits = [base64.b64encode(predictions[cid, row["rerun"]]).decode() for row in reruns]
+            out.append((cid, reruns, bits))
+        return out
+
+    def _pool_folds(self, parts: dict) -> list[dict]:
+        if len(self.fold_rows) == 1:  # one evaluation set: each rerun's result as it came
+            return [parts[(rerun, 0)] for rerun in range(self.settings.rerun_count)]
+        pooled = []
+        for rerun in range(self.settings.rerun_count):
+            folds = [parts[(rerun, k)] for k in range(len(self.fold_rows))]
+            bits = np.concatenate([np.unpackbits(np.frombuffer(f["predictions"], dtype=np.uint8), count=n)
+                                   for f, n in zip(folds, self.fold_rows)])
+            pooled.append({**folds[0], **{k: sum(f[k] for f in folds) for k in ("tp", "fp", "tn", "fn", "seconds")},
+                           "diverged": any(f["diverged"] for f in folds),
+                           "train_loss": float(np.mean([f["train_loss"] for f in folds])),
+                           "predictions": np.packbits(bits).tobytes()})
+        return pooled
+
+    def scored_rows(self, results: list[dict], trainings: dict) -> dict[str, list[dict]]:
+        """Per combination, its reruns as reruns.csv rows: counts, precision, p-value, status.
+
+        Plain dicts and numpy rather than a DataFrame per task: this runs for
+        every finished task, and pandas' per-call overhead was most of it.
+        """
+        pruned = [bool(r.get("pruned")) for r in results]
+        precision, p_value, _ = score_counts(
+            *([r[k] for r in results] for k in ("tp", "fp", "tn", "fn")),
+            [bool(r["diverged"]) or x for r, x in zip(results, pruned)], self.settings.p_value_test)
+        columns = {}
+        by_combination: dict[str, list[dict]] = {}
+        for r, prec, p, was_pruned in zip(results, precision, p_value, pruned):
+            training = trainings[(r["combination"], r["rerun"])]
+            if r["combination"] not in columns:
+                columns[r["combination"]] = hyperparameter_columns(training["params"])
+            row = {"combination": r["combination"], "rerun": int(r["rerun"]), "seed": int(r["seed"]),
+                   **columns[r["combination"]], **{k: int(r[k]) for k in ("tp", "fp", "tn", "fn")},
+                   "precision": None if math.isnan(prec) else float(prec), "p_value_independent_rows": float(p),
+                   "status": "pruned" if was_pruned else "completed",
+                   "epochs": int(r.get("epochs", training["params"]["max_epochs"])),
+                   "diverged": bool(r["diverged"]), "train_loss": _finite_or_none(r["train_loss"]),
+                   "seconds": float(r["seconds"])}
+            by_combination.setdefault(r["combination"], []).append(row)
+        return by_combination
+
+    def trial_template(self, combination: dict, cid: str) -> dict:
+        """What a claim's trial holds: the parameters as Optuna shows them, the combination as the sweep uses it.
+
+        Optuna's params are the hyperparameters this sweep varies: one fixed
+        for the whole run says nothing in the dashboard or the importances,
+        and its distribution, written and read back in every trial's record,
+        was most of a record's size on a big grid. The whole combination is
+        in the "params" user attr.
+        """
+        shown = _optuna_params(combination)
+        shown = {name: shown[name] for name in self._varying if name in shown}
+        return {"params": shown, "distributions": {name: self._distribution_of[name] for name in shown},
+                "user_attrs": {"combination": cid, "params": combination}}
+
+    def set_confirmation(self, test: PermutationTest, rows: list[dict], counts: dict) -> None:
+        """The top combinations' reruns on the test file and their permutation counts there.
+
+        They fill p_value_test and confirmation.csv."""
+        self.confirmation_test, self.confirmation_rows, self.confirmation_counts = test, rows, counts
+        self._ranking = None
+        self._dirty = True
+
+    def add_error(self, training: dict, error: BaseException, outcome: str) -> dict:
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        cause = getattr(error, "__cause__", None)
+        if cause is not None:  # loky attaches the worker's own traceback as the cause
+            text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)) + text
+        if isinstance(error, BrokenProcessPool):
+            text = ("The worker process training this combination died (killed, out of memory, or a crash "
+                    "in native code); its other trainings were not affected.\n" + text)
+        entry = {"combination": training["combination"], **hyperparameter_columns(training["params"]),
+                 "outcome": outcome, "error": f"{type(error).__name__}: {error}", "traceback": text}
+        self.errors.append(entry)
+        self._dirty = True
+        return entry
+
+    @functools.cached_property
+    def _distribution_of(self) -> dict:
+        """Each hyperparameter's Optuna distribution: the same for every combination, so built once.
+
+        A resumed study goes on with the distributions its trials were
+        recorded with (an older version recorded numbers as categorical
+        choices): Optuna's importances leave out a parameter whose
+        distribution differs between trials. The run's fingerprint
+        guarantees the same values, so every one of them fits.
+        """
+        values = self.settings.hyperparameter_values
+        own = {name: values[name].distribution() if isinstance(values[name], Range)
+               else grid_distribution(values[name]) for name in values}
+        return {**own, **{name: d for name, d in self._recorded_distributions.items() if name in own}}
+
+    @functools.cached_property
+    def _varying(self) -> list[str]:
+        return [name for name, distribution in self._distribution_of.items() if not distribution.single()]
+
+    # -- ranking
+    @property
+    def ranking(self):
+        """ranking.csv as a table (None before the first result); computed when asked, then kept until new results."""
+        return self._ranking_of(None)
+
+    def _ranking_of(self, reruns):
+        """The ranking, computed from `reruns` (this run's _reruns_table, if the caller has it) where not kept."""
+        if self._ranking is None and self.rows:
+            ranking = rank_combinations(self._reruns_table() if reruns is None else reruns, self.counts,
+                                        self.test.orders, self.settings.false_discovery_rate)
+            self._confirmation = self._confirmation_table(ranking)
+            self._ranking = label_sources(ranking, self.settings.selection, self._confirmation)
+        return self._ranking
+
+    @property
+    def confirmation(self):
+        return None if self.ranking is None else self._confirmation
+
+    def _confirmation_table(self, ranking):
+        """confirmation.csv: the confirmed combinations ranked by their test p-value (corrections across them)."""
+        if not self.confirmation_rows:
+            return None
+        return confirmation_table(ranking, reruns_table(self.confirmation_rows), self.confirmation_counts,
+                                  self.confirmation_test.orders, self.settings.false_discovery_rate)
+
+    def _reruns_table(self):
+        return reruns_table([row for reruns in self.rows.values() for row in reruns])
+
+    def flush(self, force: bool) -> None:
+        """Rewrite the CSVs (atomically) if something changed and enough time passed."""
+        # at least FLUSH_SECONDS apart, and far enough apart that rewriting big CSVs (a
+        # 10,000-combination sweep) never takes more than 2% of this process's time
+        interval = max(FLUSH_SECONDS, 50 * self._flush_took)
+        if not self._dirty or (not force and time.monotonic() - self._last_flush < interval):
+            return
+        started = time.monotonic()
+        if self.rows:
+            reruns = self._reruns_table()  # built once for both files: ~0.1 s at 10,000 combinations
+            write_csv(reruns.reindex(columns=RERUN_COLUMNS).sort_values(["combination", "rerun"]),
+                      self.run_dir / "reruns.csv")
+            write_csv(self._ranking_of(reruns), self.run_dir / "ranking.csv")
+        if self.confirmation is not None:
+            write_csv(self.confirmation, self.run_dir / "confirmation.csv")
+        write_csv(pd.DataFrame(self.errors, columns=ERROR_COLUMNS), self.run_dir / "errors.csv")
+        self._last_flush = time.monotonic()
+        self._flush_took = self._last_flush - started
+        self._dirty = False
+
+
+def stored_rows(reruns: list[dict], bits: list[str]) -> list[dict]:
+    """A combination's reruns as the study keeps them: without the hyperparameter columns
+    (the trial holds the combination once, in its "params" attr) and with each rerun's packed
+    predictions (base64) beside its counts. Smaller records are faster to write and read."""
+    return [{**{k: v for k, v in row.items() if k not in HYPERPARAMETERS}, "bits": b} for row, b in zip(reruns, bits)]
+
+
+def rows_from_study(attrs: dict) -> tuple[list[dict], list[bytes]]:
+    """(reruns.csv rows, packed predictions) of a finished trial; also reads the older layouts
+    (full rows, predictions in their own attr, the independent-rows p-value as "p_value")."""
+    columns = _columns_of(attrs)
+    renamed = {"p_value": "p_value_independent_rows"}
+    rows = [{**columns, **{renamed.get(k, k): v for k, v in row.items() if k != "bits"}} for row in attrs["reruns"]]
+    packed = [row.get("bits") for row in attrs["reruns"]]
+    if not all(packed):
+        packed = attrs.get("predictions", [])
+    return rows, [base64.b64decode(b) for b in packed]
+
+
+def _columns_of(attrs: dict) -> dict:
+    """A recorded trial's hyperparameter columns (kept in a "columns" attr by older runs)."""
+    return attrs.get("columns") or (hyperparameter_columns(attrs["params"]) if "params" in attrs else {})
+
+
+def _optuna_params(params: dict) -> dict:
+    """Optuna's categorical values must be None/bool/int/float/str: lists become '[2, 1, 0.5]'."""
+    return {name: display_value(params[name]) for name in HYPERPARAMETERS if params[name] is not None}
+
+
+def permutation_counts(test: PermutationTest, reruns: list[dict], bits: list) -> np.ndarray | None:
+    """A combination's row of test.counts: its reruns' predictions pooled, a diverged rerun's left out.
+
+    None for a pruned combination: it is ranked with p = 1 (no evidence), as if never better than chance.
+    """
+    if any(r.get("status") == "pruned" for r in reruns):
+        return None
+    kept = [_as_bytes(b) for r, b in zip(reruns, bits) if not r["diverged"]]
+    return test.counts(pooled_predictions(kept, len(test.labels)))[0]
+
+
+def p_value_of(test: PermutationTest, counts: np.ndarray | None) -> float:
+    """A combination's block permutation p-value from its row of counts (1 when pruned)."""
+    return 1.0 if counts is None else float(counts[0] / test.orders)
+
+
+def _as_bytes(bits) -> bytes:
+    """Packed predictions as bytes, from the study's base64 text or as they are."""
+    return bits if isinstance(bits, bytes) else base64.b64decode(bits)
+
+
+def _finite_or_none(value) -> float | None:
+    """JSON (and so the study) has no NaN: a diverged training's loss is stored as empty."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def grid_distribution(values: list):
+    """The Optuna distribution a list of grid values is recorded with.
+
+    Numbers get a numeric range over their smallest to largest value (on a
+    log scale where they are all positive and span a factor of 10 or more,
+    as learning rates do), the way Optuna's own grid examples declare them
+    with suggest_float: the dashboard and the importances then know that
+    1e-4 lies between 1e-5 and 1e-3. Everything else (names, layer lists
+    as strings, flags, a single value) is categorical. A categorical
+    distribution also lists every choice in every trial's record: on a big
+    grid that was over half of what recording a combination cost.
+    """
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if len(numbers) < len(values) or len(set(numbers)) < 2:
+        return CategoricalDistribution([display_value(v) for v in values])
+    low, high = min(numbers), max(numbers)
+    log = low > 0 and high / low >= 10
+    if all(isinstance(v, int) for v in numbers):
+        return IntDistribution(low, high, log=log)
+    return FloatDistribution(float(low), float(high), log=log)
