@@ -14,7 +14,8 @@ are relative to this file's folder.
 hyperparameter_values = {
     "model": ["mlp"],                               # mlp, or lstm (reads the 30 closes as a sequence)
     "hidden_layers": [[2, 1, 0.5], [2, 3, 2, 1, 0.5]],  # widths as multiples of the input width: 30 -> 60, 30, 15
-    "activation": ["leaky_relu", "tanh"],           # relu, leaky_relu, prelu, tanh, sigmoid, elu, gelu, silu, selu, softplus, mish
+    "activation": ["leaky_relu", "tanh"],           # relu, leaky_relu, prelu, tanh, sigmoid, elu, gelu, silu, selu,
+                                                    # softplus, mish
     "dropout": [0.0, 0.2],                          # fraction of hidden units dropped while training
     "learning_rate": [1e-3, 3e-4],                  # the knob that matters most; try a few decades
     "optimizer": ["adam", "rmsprop"],               # adam, adamw, sgd (momentum 0.9), rmsprop, adagrad, adamax
@@ -23,7 +24,8 @@ hyperparameter_values = {
     "loss_function": ["bce"],                       # bce, mse, huber, smooth_l1 (all on the sigmoid output)
     "l1_regularization": [0.0],                     # pushes weights to exactly zero
     "l2_regularization": [0.0],                     # weight decay (decoupled for adamw)
-    "weight_initialization": ["default"],           # default (torch's), xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal, orthogonal
+    "weight_initialization": ["default"],           # default (torch's), xavier_uniform, xavier_normal,
+                                                    # kaiming_uniform, kaiming_normal, orthogonal
     # "lstm_hidden_size": [16, 32],                 # LSTM only: units per LSTM layer
     # "lstm_num_layers": [1, 2],                    # LSTM only: stacked LSTM layers
 }
@@ -47,14 +49,15 @@ CPU_COUNT = None                     # worker processes; None uses every core
 PREDICTION_THRESHOLD = 0.5           # predict "up" when the model's probability is at least this
 SEED = 0                             # same SEED, same results, whatever CPU_COUNT
 DEVICE = "auto"                      # auto (a GPU if there is one), cpu, or cuda
-P_VALUE_TEST = "binomial"            # the extra p_value_independent_rows column: binomial, or fisher (one-sided exact test)
+P_VALUE_TEST = "binomial"            # the extra p_value_independent_rows column: binomial, or fisher (exact)
 
 SELECTION = "validation"             # rank on the train file's recent tail, confirm the best on the test file once;
                                      # "test" ranks directly on the test file (then its p-values are not out-of-sample)
 VALIDATION_FRACTION = 0.2            # the last 20% of the train file's rows (it is in time order) rank the combinations
 VALIDATION_FOLDS = 1                 # >1: walk-forward folds over that tail (more robust, that many times the work)
 CONFIRM_TOP_K = 5                    # how many of the best are retrained on all of train and tested on the test file
-LABEL_HORIZON = 10                   # trading days a label looks ahead: training rows within it of an evaluated date are purged
+LABEL_HORIZON = 10                   # trading days a label looks ahead: training rows that close to an evaluated
+                                     # date are purged (their labels see it)
 EMBARGO_DAYS = 2                     # weekdays purged beyond the horizon (market holidays stretch it)
 SIGNIFICANCE_LEVEL = 0.05            # the verdict: "confirmed" when the winner's test p-value is at most this
 FALSE_DISCOVERY_RATE = 0.05          # significant_fdr in ranking.csv: Benjamini-Hochberg q-value at most this

@@ -138,7 +138,8 @@ def run_variant(name: str, skip_naive: bool, cpu_count: int, repeat: int = 4) ->
 
 def run_naive(name: str, config: Path, env: dict | None = None) -> dict:
     counts_file = OUT / f"naive-{name}.json"
-    naive_s, naive_mem = timed([sys.executable, "-m", "bench.naive", "--config", str(config), "--out", str(counts_file)],
+    naive_s, naive_mem = timed([sys.executable, "-m", "bench.naive", "--config", str(config),
+                                "--out", str(counts_file)],
                                env)
     naive = pd.DataFrame(json.loads(counts_file.read_text()))
     return {"naive_s": naive_s, "naive_peak_mib": naive_mem, **{f"naive_{k}": v for k, v in quality(naive).items()}}
@@ -151,7 +152,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-naive", action="store_true", help="time only our runner")
     parser.add_argument("--cpu-count", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=4,
-                        help="runs of our sweep, half before and half after the naive way; the median counts (default 4)")
+                        help="runs of our sweep, half before and half after the naive way; the median counts "
+                             "(default 4)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -110,7 +110,8 @@ def _slow_dated(path: str, data: bytes, features: tuple[str, ...]) -> Labelled:
                               f"Every row must have the header's columns: {DATED_FORM}.")
         date = _date(path, line, cells[0])
         if dates and date < dates[-1]:
-            raise line_error(path, line, f"the date {date} is earlier than {dates[-1]} on the line before (dates out of order)",
+            raise line_error(path, line,
+                             f"the date {date} is earlier than {dates[-1]} on the line before (dates out of order)",
                               "Sort the rows by date (the statistics need them in time order).", 1)
         ticker = cells[1].strip()
         if not ticker:
@@ -154,8 +155,8 @@ class Labelled:
 
     def take(self, rows) -> "Labelled":
         """The rows at `rows` (a slice or index array), as a Labelled of their own."""
-        pick = lambda a: None if a is None else a[rows]
-        return replace(self, x=self.x[rows], y=self.y[rows], dates=pick(self.dates), tickers=pick(self.tickers))
+        return replace(self, x=self.x[rows], y=self.y[rows], dates=None if self.dates is None else self.dates[rows],
+                       tickers=None if self.tickers is None else self.tickers[rows])
 
 
 def load_labelled(path: str | os.PathLike) -> Labelled:

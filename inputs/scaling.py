@@ -36,7 +36,3 @@ class Standardizer:
         if X.ndim != 2 or X.shape[1] != self.mean_.shape[0]:
             raise ValueError(f"expected a 2-D array with {self.mean_.shape[0]} features, got shape {X.shape}")
         return ((X - self.mean_) / self.std_).astype(np.float32)
-
-    def fit_transform(self, X: np.ndarray) -> np.ndarray:
-        """Fit on X and return X standardized."""
-        return self.fit(X).transform(X)

@@ -174,7 +174,8 @@ def _validate(path: Path, v: dict) -> Settings:
                      f"(more worker processes than cores only slows every one of them down).")
         cpu_count = cores
     threshold = v["PREDICTION_THRESHOLD"]
-    _require_fraction("PREDICTION_THRESHOLD", threshold, "0.5 predicts 'up' when the model's probability is at least 50%")
+    _require_fraction("PREDICTION_THRESHOLD", threshold,
+                      "0.5 predicts 'up' when the model's probability is at least 50%")
     _require_int("SEED", v["SEED"], minimum=0)
     _require_choice("DEVICE", v["DEVICE"], DEVICES, aliases={"gpu": "cuda"})
     _require_choice("P_VALUE_TEST", v["P_VALUE_TEST"], P_VALUE_TESTS)

@@ -1,21 +1,10 @@
-"""Fused models: many members (one per training) stacked into batched tensors.
+"""Fused models: many members (one per training) stacked into batched tensors (torch; worker side).
 
-`build_model` is the only entry point the trainer uses.
+    build       build_model: the trainer's one entry point
+    fused_mlp, fused_lstm, components, dropout, flat, optim    the models and their optimizers in torch
+    native, native.c, cbuild     the C step (an MLP's whole step, optimizer rules, LSTM layers), built once per machine
+    mkl_shim    opt-in: MKL's AVX-512 kernels on AMD CPUs (SWEEP_MKL_SHIM=1)
+
+Importing the package itself loads nothing: mkl_shim and cbuild need no torch, so the
+main process can use them to prepare the workers' environment.
 """
-from __future__ import annotations
-
-import torch
-
-from models.fused_lstm import FusedLSTM
-from models.fused_mlp import FusedMLP
-
-
-def build_model(arch: dict, members: list[dict], n_features: int, generators: list[torch.Generator],
-                device: torch.device):
-    """A fused model for members sharing the architecture `arch`.
-
-    `members` carry the per-member settings (dropout, weight_initialization);
-    `generators` one seeded torch.Generator per member for its initial weights.
-    """
-    cls = FusedLSTM if arch["model"] == "lstm" else FusedMLP
-    return cls(arch, members, n_features, generators, device)

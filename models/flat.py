@@ -89,9 +89,6 @@ class FlatParameters:
         """A copy of every member's parameters, one row each [members, size], in declaration order."""
         return torch.cat([view.detach().reshape(self.members, -1) for view in self.views.values()], dim=1)
 
-    def grad_rows(self) -> torch.Tensor:
-        return torch.cat([view.grad.reshape(self.members, -1) for view in self.views.values()], dim=1)
-
     @torch.no_grad()
     def load_rows(self, rows: torch.Tensor) -> None:
         """Set the parameters from rows() as saved."""

@@ -55,7 +55,8 @@ class FusedLSTM:
                               for e in range(len(members))]
         # the kernel adds a second bias (torch.nn.LSTM's bias_hh); ours is the sum of both, so this one is zero
         self.zero_bias = torch.zeros(4 * self.hidden, device=device)
-        self.native_recurrence = native.lstm_applies(device)  # every member's layer in one C call (native.c), where it builds
+        # every member's layer in one C call (native.c), where it builds
+        self.native_recurrence = native.lstm_applies(device)
         self._initialize(members, generators)
         self.max_dropout_window = max([n_features * self.hidden] + widths[1:-1])
 
@@ -104,7 +105,8 @@ class FusedLSTM:
         for k in range(self.n_layers):
             sequences = [self._run_layer(self.member_layers[e][k], sequence, start)
                          for e, sequence in enumerate(sequences)]  # [batch, steps, hidden] each
-            if k < self.n_layers - 1 and dropout is not None and dropout.enabled:  # between layers, as torch.nn.LSTM does
+            # between layers, as torch.nn.LSTM does
+            if k < self.n_layers - 1 and dropout is not None and dropout.enabled:
                 mask = dropout.mask((members, batch, steps, self.hidden))
                 sequences = [sequence * mask[e] for e, sequence in enumerate(sequences)]
         return torch.stack([sequence[:, -1] for sequence in sequences])  # [members, batch, hidden]

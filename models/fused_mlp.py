@@ -154,7 +154,7 @@ class FusedMLP:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn,
                    out: torch.Tensor | None = None) -> torch.Tensor:
-        """One forward/backward pass; leaves gradients in the parameters' .grad views, returns the logits [members, batch].
+        """One forward/backward pass: gradients into the parameters' .grad views; returns the logits [members, batch].
 
         x is [members, batch, features]; the training loop passes a transposed
         view of rows gathered feature-major, so the stack gets them as they lie.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
     """`precision-sweep COMMAND ...` (installed with `pip install .`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(__doc__.split("\n\n")[1].replace("    ", "  "))
+        print("usage:\n" + textwrap.dedent(__doc__.split("\n\n")[1]))
         if argv and argv[0] not in ("-h", "--help"):
             print(f"error: unknown command {argv[0]!r}; the commands are {', '.join(COMMANDS)}.", file=sys.stderr)
             return 2

@@ -11,7 +11,7 @@ from ranking.verdict import headline
 
 
 def finish(sweep) -> int:
-    """Print and write the end of the run of `sweep` (sweep/run.py's Sweep); the exit code (1: every combination failed)."""
+    """Print and write the end of `sweep` (sweep/run.py's Sweep); the exit code (1: every combination failed)."""
     ranking = sweep.recorder.ranking
     pruned = 0 if ranking is None else int((ranking["status"] == "pruned").sum())
     completed = 0 if ranking is None else len(ranking) - pruned

@@ -14,6 +14,8 @@ from concurrent.futures.process import BrokenProcessPool
 from joblib.externals.loky import get_reusable_executor
 from joblib.externals.loky.process_executor import ShutdownExecutorError
 
+from models import mkl_shim
+
 WORKER = "training.worker"  # imported in the worker processes only (see the module's docstring)
 _executor = None           # the pool of this process, once started
 
@@ -28,9 +30,10 @@ def call_worker(function: str, payload):
 
 
 def start_workers(cpu_count: int):
-    """joblib's reusable loky pool of `cpu_count` workers, one torch thread each."""
+    """joblib's reusable loky pool of `cpu_count` workers, one torch thread each (with the opt-in MKL shim)."""
     global _executor
-    _executor = get_reusable_executor(max_workers=cpu_count, initializer=_initialize, timeout=300)
+    _executor = get_reusable_executor(max_workers=cpu_count, initializer=_initialize, timeout=300,
+                                      env=mkl_shim.worker_environment())
     return _executor
 
 

@@ -29,7 +29,7 @@ from sweep.plan import combination_id
 
 
 def evaluation_folds(settings: Settings) -> tuple[list[tuple], Labelled, list[Split]]:
-    """The rows the combinations are ranked on: [(training rows, evaluated rows)] per fold, all evaluated rows, splits."""
+    """The rows the combinations are ranked on: [(training, evaluated rows)] per fold, all evaluated rows, splits."""
     train = load_labelled(settings.train_csv)
     if settings.selection == "test":
         test = load_labelled(settings.test_csv)

@@ -86,6 +86,7 @@ class Sweep:
         self.pool = Pool(self.settings.cpu_count, self._payload, folds=len(self.data["folds"]))
         self.crashes: dict[str, int] = {}
         self.notes_shown: set[str] = set()
+        self.accelerators: dict[str, bool] = {}  # what the workers ran (their first results say)
         self.bar = tqdm(total=self.total, initial=len(self.recorder.finished), unit="combination",
                         disable=not self.progress, dynamic_ncols=True, smoothing=0.1)
         # Ctrl-C only sets a flag, checked between results, so that it never
@@ -99,13 +100,15 @@ class Sweep:
             # the workers trained: on a machine whose cores all train, it comes out of their time
             self.timing = {"seconds": round(time.monotonic() - wall, 3),
                            "main_process_cpu_seconds": round(time.process_time() - cpu, 3),
-                           "main_process_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+                           "main_process_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                           **self.accelerators}
             if self.stop_requested:
                 return self._interrupted()
             self.bar.close()
             self._sync()
             self.recorder.flush(force=True)
-            if self.settings.selection == "validation" and self.settings.confirm_top_k and self.recorder.ranking is not None:
+            confirming = self.settings.selection == "validation" and self.settings.confirm_top_k
+            if confirming and self.recorder.ranking is not None:
                 failed = confirm(self)
                 if self.stop_requested:
                     return self._interrupted()
@@ -248,7 +251,9 @@ class Sweep:
         error = future.exception()
         if error is None:
             results = future.result()
-            self._show_note(results[0].get("note") if results else None)
+            if results:
+                self._show_note(results[0].get("note"))
+                self.accelerators.update(results[0].get("accelerators", {}))
             self.bar.update(record(task, results))
             return []
         crashed = isinstance(error, BrokenProcessPool)

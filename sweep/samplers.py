@@ -40,7 +40,8 @@ def make_sampler(settings: Settings):
     """
     if settings.planned:
         return None
-    own = int.from_bytes(hashlib.blake2b(f"{settings.seed}:{HOST}:{os.getpid()}".encode(), digest_size=4).digest(), "big")
+    identity = f"{settings.seed}:{HOST}:{os.getpid()}".encode()
+    own = int.from_bytes(hashlib.blake2b(identity, digest_size=4).digest(), "big")
     if settings.sampler == "tpe":
         with warnings.catch_warnings():  # multivariate and group are Optuna's "experimental" options
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -25,7 +25,7 @@ def test_standardizer_uses_train_statistics_only():
     # Transforming the test set must not refit: statistics are unchanged.
     np.testing.assert_allclose(scaler.mean_, mean)
     # And the result differs from what test-set statistics would give.
-    assert not np.allclose(out, Standardizer().fit_transform(test))
+    assert not np.allclose(out, Standardizer().fit(test).transform(test))
     # The training set itself comes out with mean 0, std 1.
     z = scaler.transform(train)
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-6)

@@ -81,7 +81,9 @@ def test_grid_sweep_end_to_end(tmp_path, data_dir):
     assert summary["family_wise_p_value"] == ranking["p_value_family_wise"].iloc[0]
     assert ranking["p_value"].iloc[0] <= summary["family_wise_p_value"] <= 1
     assert summary["statistics"]["assumed"].startswith("The files have no dates")
-    assert set(summary["sweep"]) == {"seconds", "main_process_cpu_seconds", "main_process_peak_mib"}
+    assert set(summary["sweep"]) == {"seconds", "main_process_cpu_seconds", "main_process_peak_mib", "c_step",
+                                     "mkl_avx512_on_amd"}
+    assert summary["sweep"]["mkl_avx512_on_amd"] is False  # opt-in only (SWEEP_MKL_SHIM=1)
     assert (run / "config.py").read_text() == config.read_text()
     assert pd.read_csv(run / "errors.csv").empty
     assert "12 combinations completed, 0 failed" in done.stdout

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models import build_model
+from models.build import build_model
 from training.loop import member_generator, train_members
 
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from models import build_model
+from models.build import build_model
 from models.components import LOSSES
 from models.dropout import DropoutPool
 from models.optim import FusedOptimizer, group_key
@@ -56,7 +56,8 @@ def train_task(task: dict) -> list[dict]:
     after_epoch = None
     if task.get("prune"):  # one combination whose trial may be pruned after any epoch (training/pruning.py)
         loss_name = task["arch"]["loss_function"]
-        after_epoch = after_epoch_reporter(task["prune"], lambda model: evaluation_loss(model, x_eval, y_eval, loss_name))
+        after_epoch = after_epoch_reporter(task["prune"],
+                                           lambda model: evaluation_loss(model, x_eval, y_eval, loss_name))
     model, losses, diverged, epochs = train_members(task["arch"], members, x_train, y_train, device,
                                                     after_epoch=after_epoch)
     predictions = predict(model, x_eval, task["threshold"])
@@ -70,7 +71,8 @@ def train_task(task: dict) -> list[dict]:
             "combination": member["combination"], "rerun": member["rerun"], "seed": member["seed"],
             **{k: int(v[row]) for k, v in counts.items()},
             "train_loss": float(losses[row]), "diverged": bool(diverged[row]), "seconds": seconds,
-            "epochs": epochs, "pruned": epochs < task["arch"]["max_epochs"], "predictions": np.packbits(predictions[row].cpu().numpy()).tobytes(),
+            "epochs": epochs, "pruned": epochs < task["arch"]["max_epochs"],
+            "predictions": np.packbits(predictions[row].cpu().numpy()).tobytes(),
         }
     return results
 

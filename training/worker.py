@@ -9,7 +9,7 @@ import signal
 
 import torch
 
-from models import native
+from models import mkl_shim, native
 from training.latest import score_latest
 from training.loop import train_task
 
@@ -28,10 +28,13 @@ def initialize() -> None:
 
 
 def run_task(task: dict) -> list[dict]:
-    """Train a task; its first result carries any note this worker has for the user (printed once per run)."""
+    """Train a task. Its first result carries any note this worker has for the user (printed once per run)
+    and which accelerators it ran (recorded in summary.json)."""
     results = train_task(task)
-    if native.build_note and results:
-        results[0]["note"] = native.build_note
+    if results:
+        results[0]["accelerators"] = {"c_step": native.available(), "mkl_avx512_on_amd": mkl_shim.loaded_here()}
+        if native.build_note:
+            results[0]["note"] = native.build_note
     return results
 
 
