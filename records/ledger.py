@@ -75,7 +75,7 @@ class Ledger:
 
     def __init__(self, storage: Storage, study, heartbeat_timeout: float, beat: bool = True) -> None:
         self.storage, self.study = storage, study
-        self.study_id = study._study_id
+        self.study_id = storage.optuna.get_study_id_from_name(study.study_name)
         self.me = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.timeout = heartbeat_timeout
         self._last_beat = 0.0
@@ -194,8 +194,9 @@ class Ledger:
     def _fail_stale(self, trial, claimant: str | None) -> None:
         try:
             reason = f"{claimant} stopped (its process is gone, or no heartbeat for {self.timeout:g} s)"
-            self.storage.optuna.set_trial_system_attr(trial._trial_id, "stale", reason)
-            self.storage.optuna.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            trial_id = self._trial_id(trial)
+            self.storage.optuna.set_trial_system_attr(trial_id, "stale", reason)
+            self.storage.optuna.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:
             return  # it finished after all (or another process failed it first)
         self.taken_over.append(trial.user_attrs["combination"])
@@ -269,6 +270,10 @@ class Ledger:
                            user_attrs={**template["user_attrs"], **user_attrs},
                            system_attrs={"claimant": self.me}, intermediate_values={}, trial_id=-1)
 
+    def _trial_id(self, trial) -> int:
+        """A trial's id in the storage, through Optuna's public storage API."""
+        return self.storage.optuna.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+
     def _create_trial(self, trial) -> int:
         return self.storage.optuna.create_new_trial(self.study_id, template_trial=trial)
 
@@ -284,22 +289,23 @@ class Ledger:
             status, _ = self.refresh(take_over=True)
             while len(claims) < count and status.used < budget:
                 trial = self.study.ask()
-                self.storage.optuna.set_trial_system_attr(trial._trial_id, "claimant", self.me)
+                trial_id = self._trial_id(trial)
+                self.storage.optuna.set_trial_system_attr(trial_id, "claimant", self.me)
                 combination, cid = suggest(trial)
-                self.storage.optuna.set_trial_user_attr(trial._trial_id, "combination", cid)
+                self.storage.optuna.set_trial_user_attr(trial_id, "combination", cid)
                 if status.taken(cid):
                     # the same point again: recorded as a failed trial (not trained twice), and ask again
-                    self.storage.optuna.set_trial_system_attr(trial._trial_id, "duplicate_of", cid)
-                    self.storage.optuna.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                    self.storage.optuna.set_trial_system_attr(trial_id, "duplicate_of", cid)
+                    self.storage.optuna.set_trial_state_values(trial_id, TrialState.FAIL)
                     duplicates += 1
                     if duplicates >= max_duplicates:
                         return claims, status, True
                     continue
                 for key, value in trial_template(combination, cid)["user_attrs"].items():
                     if key != "combination":
-                        self.storage.optuna.set_trial_user_attr(trial._trial_id, key, value)
+                        self.storage.optuna.set_trial_user_attr(trial_id, key, value)
                 status.claimed[cid] = trial
-                claims.append(Claim(trial._trial_id, combination, cid))
+                claims.append(Claim(trial_id, combination, cid))
         return claims, status, False
 
     # -- results

@@ -62,7 +62,7 @@ class Recorder:
         self.params: dict[str, dict] = {}            # combination -> its hyperparameters
         self.confirmation_rows: list[dict] = []
         self.errors: list[dict] = []
-        self._synced: set[int] = set()               # trial ids already taken in
+        self._synced: set[int] = set()               # trial numbers already taken in
         self._recorded_distributions: dict = {}      # the first trial's, when resuming a study
         self.best_p = None
         self._ranking = None
@@ -79,9 +79,9 @@ class Recorder:
     def sync(self, trials) -> None:
         """Take in the finished combinations and recorded failures of the study's trials."""
         for trial in trials:
-            if trial._trial_id in self._synced or not trial.state.is_finished():
+            if trial.number in self._synced or not trial.state.is_finished():
                 continue
-            self._synced.add(trial._trial_id)
+            self._synced.add(trial.number)
             if len(self._synced) == 1:
                 self._recorded_distributions = trial.distributions
             cid = trial.user_attrs.get("combination")
