@@ -1,10 +1,10 @@
 """Tests for inputs/files.py and inputs/scan.py (D.AT and dated loading, strict validation) and inputs/scaling.py."""
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import at_line, fmt, labelled_text, random_labelled, write, xy
 
 from inputs import files, scan
 from inputs.errors import DataError
@@ -15,50 +15,6 @@ from inputs.files import (
     load_labelled,
     load_latest,
 )
-
-# --------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------
-
-def write(path: Path, text) -> Path:
-    """Write str (as UTF-8, newlines untouched) or bytes to path."""
-    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
-    return path
-
-
-def xy(path) -> tuple[np.ndarray, np.ndarray]:
-    """A labelled file's features and labels."""
-    loaded = load_labelled(path)
-    return loaded.x, loaded.y
-
-
-def fmt(value) -> str:
-    """Shortest text that parses back to exactly this float32 value."""
-    return repr(float(np.float32(value)))
-
-
-def labelled_text(X, y, newline="\n") -> str:
-    rows = [",".join([fmt(v) for v in row] + [str(int(label))]) for row, label in zip(X, y)]
-    return newline.join(rows) + newline
-
-
-def random_labelled(n_rows, n_features, seed=0):
-    rng = np.random.default_rng(seed)
-    X = (rng.normal(size=(n_rows, n_features)) * 10.0 ** rng.integers(-3, 4, size=n_features)).astype(np.float32)
-    y = rng.integers(0, 2, size=n_rows).astype(np.int8)
-    return X, y
-
-
-def at_line(path: Path, line: int) -> str:
-    """Regex for a message naming the file and then the given line number."""
-    return rf"{re.escape(path.name)}.*\bline {line}\b"
-
-
-def reported_line(exc: DataError) -> int:
-    match = re.search(r"\bat line (\d+)\b", str(exc))
-    assert match, f"no line number in message: {exc}"
-    return int(match.group(1))
-
 
 # --------------------------------------------------------------------------
 # Well-formed labelled files round-trip exactly
