@@ -15,10 +15,11 @@ part of a ticker's own move over the last 5 days reverts over the next days
 (-skill x that move, spread over 5 days): which stocks will rise is partly
 readable from their windows, so a model can pick them.
 
-Windows and labels follow D.AT: 30 closes divided by the last close, one
-window every 5 trading days, label 1 when the highest close of the next 10
-trading days is at least 5% above the last close. The last year is the test
-file; windows whose label horizon crosses into it are dropped.
+Windows and labels are prepare.py's (inputs/windows.py, D.AT's defaults):
+30 closes divided by the last close, one window every 5 trading days, label
+1 when the highest close of the next 10 trading days is at least 5% above
+the last close. The last year is the test file; windows whose label horizon
+crosses into it are dropped.
 """
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-WINDOW, STEP, HORIZON, GAIN = 30, 5, 10, 0.05
+from inputs.prepare import build, write
+from inputs.prices import History
+from inputs.windows import Shape, Windows, all_windows
+
+HORIZON = Shape().horizon
 DAYS_PER_YEAR = 252
 FIRST_DAY = "2015-01-02"
 
@@ -58,37 +63,20 @@ def simulate_market(seed: int, tickers: int = 40, years: int = 6, skill: float =
     return Market(closes, days, [f"T{i:03d}" for i in range(tickers)])
 
 
-def windows(market: Market) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(features [rows, 30], labels [rows], end day index [rows], ticker index [rows]), by date then ticker."""
-    closes = market.closes
-    n_tickers, n_days = closes.shape
-    x, y, end_days, ticker = [], [], [], []
-    for end in range(WINDOW - 1, n_days - HORIZON, STEP):
-        window = closes[:, end - WINDOW + 1:end + 1]
-        x.append(window / window[:, -1:])
-        best = closes[:, end + 1:end + 1 + HORIZON].max(axis=1)
-        y.append((best >= closes[:, end] * (1 + GAIN)).astype(np.int8))
-        end_days.append(np.full(n_tickers, end))
-        ticker.append(np.arange(n_tickers))
-    return np.concatenate(x), np.concatenate(y), np.concatenate(end_days), np.concatenate(ticker)
+def histories(market: Market) -> list[History]:
+    """The market's price histories, as prepare.py reads them from files."""
+    return [History(ticker, market.days, market.closes[t], None, "simulated")
+            for t, ticker in enumerate(market.tickers)]
+
+
+def windows(market: Market) -> Windows:
+    """The market's windows and labels, D.AT's way (inputs/windows.py): sorted by date, then ticker."""
+    return all_windows(histories(market), Shape())
 
 
 def write_market(market: Market, folder: Path) -> dict:
-    """train.csv and test.csv in the dated form, latest.csv in the D.AT form; returns the row counts."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    x, y, end, ticker = windows(market)
-    split = market.closes.shape[1] - DAYS_PER_YEAR
-    train, test = end + HORIZON < split, end >= split
-    header = "date,ticker," + ",".join(f"f{i + 1}" for i in range(WINDOW)) + ",label\n"
-    for name, rows in (("train.csv", train), ("test.csv", test)):
-        with open(folder / name, "w") as out:
-            out.write(header)
-            for i in np.flatnonzero(rows):
-                out.write(f"{market.days[end[i]]},{market.tickers[ticker[i]]},"
-                          + ",".join(f"{v:.6g}" for v in x[i]) + f",{y[i]}\n")
-    last = market.closes[:, -WINDOW:]
-    with open(folder / "latest.csv", "w") as out:
-        for name, row in zip(market.tickers, last / last[:, -1:]):
-            out.write(name + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
-    return {"train": int(train.sum()), "test": int(test.sum()), "latest": len(market.tickers)}
+    """train.csv and test.csv (dated form, the last year the test file), latest.csv and a data card, as
+    prepare.py writes them; returns the row counts."""
+    prepared = build(histories(market), Shape(), test_from=market.days[-DAYS_PER_YEAR])
+    write(Path(folder), prepared, ["(simulated by bench/market.py)"])
+    return {"train": len(prepared.train), "test": len(prepared.test), "latest": len(prepared.latest[0])}

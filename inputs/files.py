@@ -159,6 +159,22 @@ class Labelled:
                        tickers=None if self.tickers is None else self.tickers[rows])
 
 
+def feature_channels(features: tuple[str, ...] | None) -> int:
+    """How many channels a dated file's features hold: close_1..close_30,volume_1..volume_30 is 2 (of 30 days).
+
+    Features named <channel>_1 .. <channel>_N, channel after channel, each
+    the same N days; anything else (and a D.AT file) is one channel. The
+    LSTM reads the channels of a day together (prepare.py writes them so).
+    """
+    if not features:
+        return 1
+    parts = [name.rpartition("_") for name in features]
+    channels = list(dict.fromkeys(prefix for prefix, _, _ in parts))
+    days = len(features) // len(channels)
+    expected = [(c, "_", str(d)) for c in channels for d in range(1, days + 1)]
+    return len(channels) if all(p[1] for p in parts) and parts == expected else 1
+
+
 def load_labelled(path: str | os.PathLike) -> Labelled:
     """Load a labelled file: D.AT rows (features, 0/1 label; no header) or the dated form with a header.
 

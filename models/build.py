@@ -8,11 +8,14 @@ from models.fused_mlp import FusedMLP
 
 
 def build_model(arch: dict, members: list[dict], n_features: int, generators: list[torch.Generator],
-                device: torch.device):
+                device: torch.device, channels: int = 1):
     """A fused model for members sharing the architecture `arch`.
 
     `members` carry the per-member settings (dropout, weight_initialization);
     `generators` one seeded torch.Generator per member for its initial weights.
+    `channels`: the features are that many channels of n_features / channels
+    days each; the LSTM reads a day's channels as one step, the MLP all flat.
     """
-    cls = FusedLSTM if arch["model"] == "lstm" else FusedMLP
-    return cls(arch, members, n_features, generators, device)
+    if arch["model"] == "lstm":
+        return FusedLSTM(arch, members, n_features, generators, device, channels)
+    return FusedMLP(arch, members, n_features, generators, device)

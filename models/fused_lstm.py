@@ -1,7 +1,8 @@
 """An LSTM that reads the feature vector as a sequence, for many members at once.
 
-Each feature is one time step with one input channel (a 30-close window is a
-30-step sequence). The last hidden state goes through the same dense head as
+Each day of the window is one time step (a 30-close window is a 30-step
+sequence), its channels (close, and with prepare.py's --features also volume
+and return) the step's inputs. The last hidden state goes through the same dense head as
 the MLP, with `hidden_layers` as multiples of `lstm_hidden_size`; the head is
 fused across members. The recurrence runs in models/native.c where the C
 library builds (NativeLSTMLayer): one call per layer for every member, the
@@ -32,12 +33,13 @@ INFERENCE_ROWS = 512  # rows per C call when predicting (no gradient): bounds th
 
 class FusedLSTM:
     def __init__(self, arch: dict, members: list[dict], n_features: int,
-                 generators: list[torch.Generator], device: torch.device) -> None:
+                 generators: list[torch.Generator], device: torch.device, channels: int = 1) -> None:
         self.hidden = arch["lstm_hidden_size"]
         self.n_layers = arch["lstm_num_layers"]
+        self.channels = channels
         self.params = FlatParameters()
         for k in range(self.n_layers):
-            n_in = 1 if k == 0 else self.hidden
+            n_in = channels if k == 0 else self.hidden
             # autograd writes these gradients, and accepts strided ones: only matrices get a block
             self.params.declare(f"lstm.{k}.weight_ih", (n_in, 4 * self.hidden), own_block=n_in > 1)
             self.params.declare(f"lstm.{k}.weight_hh", (self.hidden, 4 * self.hidden), own_block=True)
@@ -83,13 +85,14 @@ class FusedLSTM:
 
     def _last_native(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
         """The last layer's last hidden state [members, batch, hidden], every member's layer in one C call."""
-        members, batch, steps = x.shape
+        members, batch, features = x.shape
+        steps = features // self.channels
         if batch > INFERENCE_ROWS and not torch.is_grad_enabled():
             # the layer keeps every step's states and gates: predicting thousands of rows at once would
             # hold hundreds of MB of them for nothing
             return torch.cat([self._last_native(x[:, start:start + INFERENCE_ROWS], dropout)
                               for start in range(0, batch, INFERENCE_ROWS)], dim=1)
-        sequence = x.transpose(1, 2).unsqueeze(-1)  # [members, steps, batch, 1]: time-major, one input channel
+        sequence = self._steps(x).transpose(1, 2)  # [members, steps, batch, channels]: time-major
         for k, (w_ih, w_hh, bias) in enumerate(self.layers):
             sequence = native.NativeLSTMLayer.apply(sequence, w_ih, w_hh, bias)  # [members, steps, batch, hidden]
             if k < self.n_layers - 1 and dropout is not None and dropout.enabled:
@@ -99,9 +102,10 @@ class FusedLSTM:
 
     def _last_per_member(self, x: torch.Tensor, dropout: DropoutPool | None) -> torch.Tensor:
         """The same through torch's LSTM kernel, one call per member and layer (a GPU, or no C library)."""
-        members, batch, steps = x.shape
+        members, batch, features = x.shape
+        steps = features // self.channels
         start = torch.zeros(1, batch, self.hidden, device=x.device)  # h0 and c0
-        sequences = [x[e].unsqueeze(-1) for e in range(members)]  # [batch, steps, 1]: one input channel per step
+        sequences = list(self._steps(x))  # [batch, steps, channels] each
         for k in range(self.n_layers):
             sequences = [self._run_layer(self.member_layers[e][k], sequence, start)
                          for e, sequence in enumerate(sequences)]  # [batch, steps, hidden] each
@@ -110,6 +114,11 @@ class FusedLSTM:
                 mask = dropout.mask((members, batch, steps, self.hidden))
                 sequences = [sequence * mask[e] for e, sequence in enumerate(sequences)]
         return torch.stack([sequence[:, -1] for sequence in sequences])  # [members, batch, hidden]
+
+    def _steps(self, x: torch.Tensor) -> torch.Tensor:
+        """x [members, batch, channels x days] (channel after channel) -> [members, batch, days, channels]."""
+        members, batch, features = x.shape
+        return x.reshape(members, batch, self.channels, features // self.channels).transpose(2, 3)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn,
                    out: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,5 +7,4 @@
     summary       summary.json
     values, plots, report    values.csv, the four plots, report.md
     compare       how two runs' rankings and configs differ
-    files         atomic writes: never half a file
 """

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from optuna.trial import TrialState
 from scipy import special
 
-from ranking.files import atomic_write
+from inputs.atomic import atomic_write
 from ranking.values import (
     minus_log10,
     ordered_values,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ranking.files import atomic_write_text, read_json, write_csv
+from inputs.atomic import atomic_write_text, read_json, write_csv
 from ranking.plots import (
     plot_best_over_time,
     plot_p_by_hyperparameter,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from inputs.atomic import atomic_write_text
 from inputs.splits import Split
-from ranking.files import atomic_write_text
 from ranking.significance import PermutationTest
 from ranking.verdict import Verdict, decide
 

@@ -4,6 +4,7 @@
     precision-sweep evaluate RUN_DIR                  rank a run again from its study (python evaluate.py)
     precision-sweep compare RUN_A RUN_B               how two runs' rankings and configs differ
     precision-sweep predict RUN_DIR [LATEST_CSV]      score the latest data with the winner
+    precision-sweep prepare PRICES... --out DIR       price histories into windows and labels (python prepare.py)
 
 Every command exits with 0 when it did its work, 2 on bad input (a config or
 data file, a command-line mistake: one paragraph naming what is wrong and
@@ -19,10 +20,11 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from inputs.atomic import read_json
 from inputs.errors import ConfigError, DataError
+from inputs.prepare import prepare
 from inputs.settings import load_settings
 from ranking.compare import CompareError, compare_runs, print_comparison
-from ranking.files import read_json
 from sweep.pool import stop_workers
 from sweep.predict import predict_latest
 from sweep.rerank import rank_study
@@ -179,7 +181,7 @@ def fail(err) -> int:
     return 2
 
 
-COMMANDS = {"search": search, "evaluate": evaluate, "compare": compare, "predict": predict}
+COMMANDS = {"search": search, "evaluate": evaluate, "compare": compare, "predict": predict, "prepare": prepare}
 
 
 def main(argv=None) -> int:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from inputs.files import check_latest, load_labelled, load_latest
+from inputs.atomic import atomic_write, read_json, write_csv
+from inputs.files import check_latest, feature_channels, load_labelled, load_latest
 from inputs.hyperparameters import HYPERPARAMETERS, normalize_value
 from inputs.scaling import Standardizer
-from ranking.files import atomic_write, read_json, write_csv
 from sweep import pool
 from sweep.plan import combination_id, training_seed
 
@@ -64,7 +64,8 @@ def predict_latest(run_dir: Path, latest_csv: Path, top: int = 10, file=sys.stdo
     saved = saved_winner(run_dir / WINNER, cid, seeds)
     if saved is None:
         print(f"Training combination {cid} on the whole train file ({len(seeds)} reruns)...", file=sys.stderr)
-    result = pool.run_one("run_latest", {"params": params, "seeds": seeds, "x_train": scaler.transform(train.x),
+    result = pool.run_one("run_latest", {"params": params, "seeds": seeds, "channels": feature_channels(train.features),
+                                         "x_train": scaler.transform(train.x),
                                          "y_train": train.y, "x_latest": scaler.transform(x_latest),
                                          **(saved or {})})
     if result["trained"]:

@@ -18,6 +18,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
+from inputs.atomic import write_csv
 from inputs.hyperparameters import (
     HYPERPARAMETERS,
     display_value,
@@ -25,7 +26,6 @@ from inputs.hyperparameters import (
 )
 from inputs.settings import Settings
 from inputs.space import Range
-from ranking.files import write_csv
 from ranking.scores import score_counts
 from ranking.significance import PermutationTest, pooled_predictions
 from ranking.table import (

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from inputs.atomic import read_json
 from inputs.errors import ConfigError, DataError
 from inputs.settings import settings_from_record
-from ranking.files import read_json
 from ranking.report import write_report
 from ranking.summary import write_summary
 from ranking.table import print_ranking

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from inputs.errors import DataError
-from inputs.files import Labelled, check_train_test, load_labelled
+from inputs.files import Labelled, check_train_test, feature_channels, load_labelled
 from inputs.scaling import Standardizer
 from inputs.settings import Settings
 from inputs.splits import Split, holdout_split, validation_splits
@@ -55,7 +55,8 @@ def prepare_data(settings: Settings) -> dict:
     folds, evaluated, splits = evaluation_folds(settings)
     saved = [save_for_workers(train, rows) for train, rows in folds]
     return {"folds": [s["files"] for s in saved], "fold_rows": [s["rows"] for s in saved],
-            "n_features": saved[0]["n_features"], "evaluated": evaluated, "splits": splits}
+            "n_features": saved[0]["n_features"], "channels": feature_channels(folds[0][0].features),
+            "evaluated": evaluated, "splits": splits}
 
 
 def confirmation_rows(settings: Settings) -> tuple[Labelled, Labelled, Split]:

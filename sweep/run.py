@@ -21,8 +21,8 @@ from pathlib import Path
 from optuna.trial import TrialState
 from tqdm import tqdm
 
+from inputs.atomic import atomic_write_text, remove_abandoned_temporaries
 from inputs.settings import Settings
-from ranking.files import atomic_write_text, remove_abandoned_temporaries
 from records.ledger import Ledger
 from records.storage import open_storage, open_study
 from sweep import plan
@@ -299,7 +299,8 @@ class Sweep:
 
     def _payload(self, task: list[dict], files: dict | None = None) -> dict:
         payload = {"arch": task[0]["params"], "members": task, "data": files or self.data["folds"][task[0]["fold"]],
-                   "threshold": self.settings.prediction_threshold, "device": self.settings.device}
+                   "channels": self.data["channels"], "threshold": self.settings.prediction_threshold,
+                   "device": self.settings.device}
         if self.settings.pruner is not None and files is None:
             claim = self.claims[task[0]["combination"]]
             payload["prune"] = {"storage": self.storage.spec, "study": self.study_name, "trial_id": claim.trial_id,

@@ -181,7 +181,7 @@ def test_mlp_backward_matches_autograd(activation, loss, step_path):
 # --------------------------------------------------------------------- LSTM
 def torch_lstm_of(model, e: int, layers: int = 2):
     """Member e of a fused LSTM (no head layers) as torch.nn.LSTM + torch.nn.Linear with its weights."""
-    lstm = torch.nn.LSTM(1, model.hidden, layers, batch_first=True)
+    lstm = torch.nn.LSTM(model.channels, model.hidden, layers, batch_first=True)
     head = torch.nn.Linear(model.hidden, 1)
     weight, b, _ = model.head.layers[0]
     with torch.no_grad():
@@ -196,31 +196,39 @@ def torch_lstm_of(model, e: int, layers: int = 2):
     return lstm, head
 
 
-def test_lstm_cell_matches_torch_lstm(step_path):
+def as_steps(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """[batch, channels x days] (channel after channel, as prepare.py writes them) -> [batch, days, channels]."""
+    return x.reshape(x.shape[0], channels, -1).transpose(1, 2)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_lstm_cell_matches_torch_lstm(step_path, channels):
     arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])
     members = [arch, arch]
-    model = build_model(arch, members, 7, [member_generator(s, "init") for s in (3, 4)], CPU)
-    x = torch.randn(2, 4, 7)
+    model = build_model(arch, members, 7 * channels, [member_generator(s, "init") for s in (3, 4)], CPU, channels)
+    x = torch.randn(2, 4, 7 * channels)
     ours = model.forward(x, None)
     for e in range(2):
         lstm, head = torch_lstm_of(model, e)
         with torch.no_grad():
-            out, _ = lstm(x[e].unsqueeze(-1))
+            out, _ = lstm(as_steps(x[e], channels))
             expected = head(out[:, -1])
         torch.testing.assert_close(ours[e], expected.squeeze(-1), rtol=1e-5, atol=1e-6)
 
 
-def test_lstm_gradients_are_torch_lstms(step_path):
+@pytest.mark.parametrize("channels", [1, 3])
+def test_lstm_gradients_are_torch_lstms(step_path, channels):
     """One training step's gradients, written into the fused model's gradient buffer, are those of
     torch.nn.LSTM + a linear head with the same weights (each member its own)."""
     arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])
-    model = build_model(arch, [arch, arch, arch], 7, [member_generator(s, "init") for s in (3, 4, 5)], CPU)
-    x, y = torch.randn(3, 4, 7), torch.randint(0, 2, (3, 4)).float()
+    model = build_model(arch, [arch, arch, arch], 7 * channels, [member_generator(s, "init") for s in (3, 4, 5)],
+                        CPU, channels)
+    x, y = torch.randn(3, 4, 7 * channels), torch.randint(0, 2, (3, 4)).float()
     loss = torch.nn.functional.binary_cross_entropy_with_logits
     model.train_step(x, y, None, lambda logits, target: loss(logits, target, reduction="none"))
     for e in range(3):
         lstm, head = torch_lstm_of(model, e)
-        out, _ = lstm(x[e].unsqueeze(-1))
+        out, _ = lstm(as_steps(x[e], channels))
         loss(head(out[:, -1]).squeeze(-1), y[e]).backward()
         for k in range(2):
             w_ih, w_hh, bias = (t.grad[e] for t in model.layers[k])

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution
 
+from inputs.atomic import remove_abandoned_temporaries
 from ranking import plots, report, values
-from ranking.files import remove_abandoned_temporaries
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["p_values.png", "p_by_hyperparameter.png", "precision_vs_predicted.png", "best_over_time.png"]

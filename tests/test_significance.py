@@ -108,9 +108,9 @@ def test_a_ticker_missing_on_the_source_date_is_left_out_of_that_order():
 def market_rows(seed: int, skill: float):
     """The last 40% of a simulated market's windows, as the evaluated rows, with their dates and tickers."""
     market = simulate_market(seed, tickers=30, years=3, skill=skill)
-    x, y, end, ticker = windows(market)
-    evaluated = end >= np.quantile(np.unique(end), 0.6)
-    return x[evaluated], y[evaluated], market.days[end[evaluated]], np.array(market.tickers)[ticker[evaluated]]
+    rows = windows(market)
+    evaluated = rows.dates >= np.unique(rows.dates)[int(0.6 * len(np.unique(rows.dates)))]
+    return rows.x[evaluated], rows.y[evaluated], rows.dates[evaluated], rows.tickers[evaluated]
 
 
 def no_skill_models(rng, x, count=6) -> np.ndarray:

@@ -61,8 +61,8 @@ def test_each_walk_forward_fold_is_purged_at_its_own_boundary():
 
 def test_no_kept_training_label_reaches_into_the_evaluated_period():
     market = simulate_market(seed=1, tickers=5, years=2)
-    x, y, end, ticker = windows(market)
-    rows = Labelled(x.astype(np.float32), y, market.days[end], np.array(market.tickers)[ticker], None, "sim.csv")
+    simulated = windows(market)
+    rows = Labelled(simulated.x.astype(np.float32), simulated.y, simulated.dates, simulated.tickers, None, "sim.csv")
     for split in validation_splits(rows, 0.3, 2, horizon=HORIZON, embargo=0):
         first = rows.dates[split.evaluate[0]]
         label_ends = np.busday_offset(rows.dates[split.train], HORIZON)  # the last day each label looks at

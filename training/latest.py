@@ -19,19 +19,21 @@ def parameter_layout(model) -> dict[str, list[int]]:
 
 
 def score_latest(task: dict) -> dict:
-    """task: params, seeds, x_train, y_train, x_latest (standardized), and weights/layout saved before (or None).
+    """task: params, seeds, channels, x_train, y_train, x_latest (standardized), and weights/layout saved before.
 
     Returns the probabilities [reruns, latest rows], the weights [reruns, n]
     and their layout, and whether they were trained here (else loaded).
     """
     params, seeds = task["params"], task["seeds"]
     x_train = torch.from_numpy(task["x_train"])
+    channels = task.get("channels", 1)
     model = build_model(params, [params] * len(seeds), x_train.shape[1],
-                        [member_generator(s, "init") for s in seeds], torch.device("cpu"))
+                        [member_generator(s, "init") for s in seeds], torch.device("cpu"), channels)
     trained = task.get("weights") is None or task.get("layout") != parameter_layout(model)
     if trained:  # nothing saved, or saved by a version that lays the weights out otherwise
         members = [{"seed": seed, "params": params} for seed in seeds]
-        model, *_ = train_members(params, members, x_train, torch.from_numpy(task["y_train"]), torch.device("cpu"))
+        model, *_ = train_members(params, members, x_train, torch.from_numpy(task["y_train"]), torch.device("cpu"),
+                                  channels=channels)
     else:
         model.params.load_rows(torch.from_numpy(task["weights"]))
     with torch.no_grad():

@@ -59,7 +59,7 @@ def train_task(task: dict) -> list[dict]:
         after_epoch = after_epoch_reporter(task["prune"],
                                            lambda model: evaluation_loss(model, x_eval, y_eval, loss_name))
     model, losses, diverged, epochs = train_members(task["arch"], members, x_train, y_train, device,
-                                                    after_epoch=after_epoch)
+                                                    after_epoch=after_epoch, channels=task.get("channels", 1))
     predictions = predict(model, x_eval, task["threshold"])
     counts = confusion_counts(predictions, y_eval)
     seconds = (time.perf_counter() - started) / len(members)
@@ -87,17 +87,18 @@ GATHER_BYTES = 4 << 20
 
 
 def train_members(arch: dict, members: list[dict], x: torch.Tensor, y: torch.Tensor, device: torch.device,
-                  after_epoch=None):
+                  after_epoch=None, channels: int = 1):
     """The fused training loop.
 
     Returns (model, last epoch's mean training loss per member, diverged flags,
     epochs trained). `after_epoch(epoch_index, model)`, when given, is called
     after each epoch (epoch_index from 0); when it returns True, training stops.
+    `channels`: how many channels the features hold (an LSTM reads them a day at a time).
     """
     n_rows, n_features = x.shape
     seeds = [m["seed"] for m in members]
     params = [m["params"] for m in members]
-    model = build_model(arch, params, n_features, [member_generator(s, "init") for s in seeds], device)
+    model = build_model(arch, params, n_features, [member_generator(s, "init") for s in seeds], device, channels)
     optimizer = FusedOptimizer(model.params.data_blocks, model.params.grad_blocks, params)
     batch = arch["batch_size"]
     dropout = DropoutPool([p["dropout"] for p in params], [member_generator(s, "dropout") for s in seeds],

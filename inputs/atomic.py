@@ -13,12 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 
+# the process's umask, read once (setting it is the only way to read it): files get the mode
+# any new file gets (0644 under the usual umask 022), not mkstemp's private 0600
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write(path: Path, write, binary: bool = False) -> None:
     """Call write(file) on a temporary file beside `path`, then rename it into place."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
             write(f)
             f.flush()
