@@ -158,9 +158,14 @@ def _varying(table: pd.DataFrame) -> list:
 
 
 def _movers(joined: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, varying: list) -> pd.DataFrame:
-    """The MOVERS shared combinations whose rank changed most (ties: better rank in A first)."""
+    """The MOVERS shared combinations whose rank changed most (ties: better rank in A first).
+
+    A combination whose p-value equals another's in either run is left out:
+    where it stands among its equals is the tie-break's doing (precision,
+    counts, the id), not a change of evidence.
+    """
     moved = joined.assign(change=joined["rank_b"] - joined["rank_a"])
-    moved = moved[moved["change"] != 0]
+    moved = moved[(moved["change"] != 0) & ~moved["combination"].isin(_tied(a) | _tied(b))]
     moved = moved.assign(size=moved["change"].abs())
     moved = moved.sort_values(["size", "rank_a", "combination"], ascending=[False, True, True],
                               kind="mergesort").head(MOVERS)
@@ -176,6 +181,13 @@ def _movers(joined: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, varying: lis
     out["p_value_a"] = p_a.reindex(out["combination"]).to_numpy()
     out["p_value_b"] = p_b.reindex(out["combination"]).to_numpy()
     return out
+
+
+def _tied(ranking: pd.DataFrame) -> set:
+    """The combinations that share their p-value with another in `ranking`."""
+    if "p_value" not in ranking:
+        return set()
+    return set(ranking.loc[ranking["p_value"].duplicated(keep=False), "combination"])
 
 
 def _compare_configs(result: Comparison) -> None:

@@ -247,3 +247,15 @@ def test_cli_needs_a_run_or_compare(runs):
     assert both.returncode == 2 and "not both" in both.stderr
     one = evaluate("--compare", str(a))
     assert one.returncode == 2 and "expected 2 arguments" in one.stderr
+
+
+def test_combinations_tied_at_their_p_value_are_not_movers(tmp_path):
+    """Combinations with the same p-value (all p = 1, say) are ordered by the tie-break: no evidence moved."""
+    a = write_run(tmp_path / "a", list(range(6)), CONFIG_A)
+    b = write_run(tmp_path / "b", [1, 0, 5, 4, 3, 2], CONFIG_A)
+    for folder in (a, b):  # the last four of each run tie at p = 1
+        ranking = pd.read_csv(folder / "ranking.csv", dtype={"combination": str})
+        ranking.loc[2:, "p_value"] = 1.0
+        ranking.to_csv(folder / "ranking.csv", index=False)
+    movers = compare_runs(a, b).movers
+    assert movers["combination"].tolist() == [combination_id(0), combination_id(1)]
