@@ -218,6 +218,30 @@ def check_train_test(train: Labelled, test: Labelled, train_name: str | None = N
     The names default to the files' paths; a validation fold passes its own
     ("train.csv (rows 7451-9312)").
     """
+    check_same_form(train, test, train_name, test_name)
+    train_path, test_path = train.path, test.path
+    train_name, test_name = train_name or train_path, test_name or test_path
+    classes = np.unique(train.y)
+    if classes.size < 2:
+        only = int(classes[0]) if classes.size else "none"
+        raise DataError(
+            f"Cannot train on '{train_name}': every one of its {len(train.y)} rows has label {only}. "
+            f"The training file needs rows of both classes, some labelled 0 and some labelled 1.",
+            train_path)
+    if not np.any(test.y == 1):
+        raise DataError(
+            f"Cannot evaluate on '{test_name}': none of its {len(test.y)} rows has label 1, so the "
+            f"positive class cannot be scored. The test file needs at least one row labelled 1.",
+            test_path)
+
+
+def check_same_form(train: Labelled, test: Labelled, train_name: str | None = None,
+                    test_name: str | None = None) -> None:
+    """The checks that read no label: the same form, header and features, and test rows after training rows.
+
+    Checking the test file this far before a validation sweep tells nothing
+    about how any combination does on it.
+    """
     train_path, test_path = train.path, test.path
     train_name, test_name = train_name or train_path, test_name or test_path
     if train.dated != test.dated:
@@ -239,18 +263,6 @@ def check_train_test(train: Labelled, test: Labelled, train_name: str | None = N
         raise DataError(f"'{test_name}' starts on {test.dates[0]}, but '{train_name}' runs until "
                         f"{train.dates[-1]}. The rows a model is tested on must all come after the rows it is "
                         f"trained on; otherwise the test measures the past it has already seen.", test_path)
-    classes = np.unique(train.y)
-    if classes.size < 2:
-        only = int(classes[0]) if classes.size else "none"
-        raise DataError(
-            f"Cannot train on '{train_name}': every one of its {len(train.y)} rows has label {only}. "
-            f"The training file needs rows of both classes, some labelled 0 and some labelled 1.",
-            train_path)
-    if not np.any(test.y == 1):
-        raise DataError(
-            f"Cannot evaluate on '{test_name}': none of its {len(test.y)} rows has label 1, so the "
-            f"positive class cannot be scored. The test file needs at least one row labelled 1.",
-            test_path)
 
 
 def check_latest(latest_path: str | os.PathLike, X_latest: np.ndarray, n_features: int) -> None:

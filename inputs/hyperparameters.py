@@ -9,6 +9,8 @@ import difflib
 import json
 import math
 
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
 from inputs.errors import ConfigError
 from inputs.space import Range
 
@@ -183,3 +185,25 @@ def suggest(name: str, valid) -> str:
     """' (did you mean X?)' for a close match among `valid`, else ''."""
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def grid_distribution(values: list):
+    """The Optuna distribution a list of grid values is recorded with.
+
+    Numbers get a numeric range over their smallest to largest value (on a
+    log scale where they are all positive and span a factor of 10 or more,
+    as learning rates do), the way Optuna's own grid examples declare them
+    with suggest_float: the dashboard and the importances then know that
+    1e-4 lies between 1e-5 and 1e-3. Everything else (names, layer lists
+    as strings, flags, a single value) is categorical. A categorical
+    distribution also lists every choice in every trial's record: on a big
+    grid that was over half of what recording a combination cost.
+    """
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if len(numbers) < len(values) or len(set(numbers)) < 2:
+        return CategoricalDistribution([display_value(v) for v in values])
+    low, high = min(numbers), max(numbers)
+    log = low > 0 and high / low >= 10
+    if all(isinstance(v, int) for v in numbers):
+        return IntDistribution(low, high, log=log)
+    return FloatDistribution(float(low), float(high), log=log)

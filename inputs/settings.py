@@ -113,7 +113,7 @@ def settings_from_record(record: dict, results_dir: Path) -> Settings:
     older version) takes today's default.
     """
     values = {**SETTING_DEFAULTS, **{k: v for k, v in record.items() if k in SETTING_DEFAULTS},
-              "RESULTS_DIR": str(results_dir)}
+              "RESULTS_DIR": str(results_dir), "hyperparameter_values": record.get("hyperparameter_values", {})}
     return _validate(Path(values["TRAIN_CSV"]).parent / "run.json", values)
 
 

@@ -13,13 +13,13 @@ import pandas as pd
 from matplotlib import ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from optuna.trial import TrialState
 from scipy import special
 
 from inputs.atomic import atomic_write
 from ranking.values import (
     minus_log10,
     ordered_values,
+    ranked_trials,
     value_labels,
     varying_hyperparameters,
 )
@@ -191,9 +191,9 @@ def positive_rate(ranking: pd.DataFrame) -> float:
     return float(rate.median()) if rate.notna().any() else float("nan")
 
 
-def plot_best_over_time(study, path: Path) -> None:
+def plot_best_over_time(study, path: Path, combinations=None) -> None:
     """The best p-value so far as combinations finished, with each combination's own p-value behind it."""
-    p, xlabel, duration = completion_history(study)
+    p, xlabel, duration = completion_history(study, combinations)
     x = np.arange(1, len(p) + 1)
     fig, axes = new_figure(5.0, 3.4)
     ax = axes[0, 0]
@@ -216,25 +216,25 @@ def plot_best_over_time(study, path: Path) -> None:
     save_png(fig, path)
 
 
-def completion_history(study) -> tuple[np.ndarray, str, str]:
+def completion_history(study, combinations=None) -> tuple[np.ndarray, str, str]:
     """(p-value per finished combination in completion order, x-axis label, how long they took or '').
 
-    The order is the study's completion times (nothing without a study).
+    The order is the study's completion times (nothing without a study), of
+    the ranked combinations' trials (ranked_trials: `combinations`, None for all).
     The x-axis counts combinations rather than showing clock time: fused
     trainings finish in bursts, and a resumed run has a gap, both of which
     squash a time axis; "after k combinations" is the question anyway.
     """
-    history = study_history(study) if study is not None else None
+    history = study_history(study, combinations) if study is not None else None
     return history if history is not None else (np.array([]), "combinations finished", "")
 
 
-def study_history(study):
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.value is not None and t.datetime_complete is not None]
+def study_history(study, combinations=None):
+    trials = [t for t in ranked_trials(study, combinations) if t.datetime_complete is not None]
     if not trials:
         return None
     trials.sort(key=lambda t: (t.datetime_complete, t.number))
-    p = np.array([t.value for t in trials], dtype=float)
+    p = np.array([t.user_attrs.get("p_value", 10.0 ** -t.value) for t in trials], dtype=float)
     start = min(t.datetime_start or t.datetime_complete for t in trials)
     seconds = (trials[-1].datetime_complete - start).total_seconds()
     return p, "combinations finished (in completion order)", duration_text(seconds) if seconds >= 1 else ""

@@ -67,17 +67,18 @@ def write_report(run_dir: Path, ranking: pd.DataFrame, study=None, top: int = 10
     summary.json and the confirmation from confirmation.csv, written before.
     """
     run_dir = Path(run_dir)
+    ranked = set(ranking["combination"])  # the study may hold combinations of a wider earlier grid
     plots = {
         "p_values.png": lambda path: plot_p_value_qq(ranking, path),
         "p_by_hyperparameter.png": lambda path: plot_p_by_hyperparameter(ranking, path),
         "precision_vs_predicted.png": lambda path: plot_precision_vs_predicted(ranking, path),
-        "best_over_time.png": lambda path: plot_best_over_time(study, path),
+        "best_over_time.png": lambda path: plot_best_over_time(study, path, ranked),
     }
     for name, draw in plots.items():
         draw(run_dir / name)
     values = value_summary(ranking)
     write_csv(values, run_dir / "values.csv")
-    shares = importances(study) if study is not None else None
+    shares = importances(study, ranked) if study is not None else None
     atomic_write_text(markdown_report(run_dir, ranking, values, shares, top), run_dir / "report.md")
     return [*(run_dir / name for name in plots), run_dir / "values.csv", run_dir / "report.md"]
 

@@ -8,7 +8,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from inputs.hyperparameters import HYPERPARAMETERS
+from inputs.hyperparameters import HYPERPARAMETERS, grid_distribution
 
 SMALLEST_P = np.finfo(float).tiny  # p-values are clipped to this before -log10, so p = 0 stays finite
 
@@ -83,24 +83,50 @@ def value_summary(ranking: pd.DataFrame) -> pd.DataFrame:
                                        "best_minus_log10_p"])
 
 
-def importances(study) -> pd.Series | None:
+def ranked_trials(study, combinations=None) -> list:
+    """The study's COMPLETE trials of the ranked combinations: one each, the last recorded.
+
+    A study can hold more than the ranking: combinations of a wider earlier
+    grid (left out unless in `combinations`; None keeps all), and a
+    combination recorded twice when a grown RERUN_COUNT added reruns (the
+    later trial holds them all).
+    """
+    latest = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        cid = trial.user_attrs.get("combination", trial.number)
+        if trial.value is not None and (combinations is None or cid in combinations):
+            latest[cid] = trial  # get_trials returns them in the order they were created
+    return list(latest.values())
+
+
+def importances(study, combinations=None) -> pd.Series | None:
     """Optuna's hyperparameter importances (default evaluator), shares summing to 1, largest first.
 
     None where they mean nothing: fewer than 2 finished combinations, all
     with the same p-value, no hyperparameter that varies, or an evaluator
     that fails. Optuna would instead return equal shares there, which reads
     as an answer. Hyperparameters fixed for the whole run are left out.
+    Computed on the ranked trials (ranked_trials) alone, each parameter
+    spanning the values they hold: a grown grid's trials were recorded with
+    narrower ranges, which Optuna would leave out as a changing search space.
     """
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    trials = ranked_trials(study, combinations)
     if len(trials) < 2 or len({t.value for t in trials}) < 2:
         return None
+    names = dict.fromkeys(name for t in trials for name in t.params)
+    space = {name: grid_distribution(list(dict.fromkeys(t.params[name] for t in trials if name in t.params)))
+             for name in names}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ExperimentalWarning for normalize=, "too few trials" notes
-            raw = optuna.importance.get_param_importances(study, normalize=False)
+            ranked = optuna.create_study(direction=study.direction)
+            ranked.add_trials([optuna.trial.create_trial(params=t.params, value=t.value,
+                                                         distributions={n: space[n] for n in t.params})
+                               for t in trials])
+            raw = optuna.importance.get_param_importances(ranked, normalize=False)
     except Exception:  # noqa: BLE001 - any failure only means "no importances in the report"
         return None
-    varying = {name for t in trials for name, d in t.distributions.items() if not d.single()}
+    varying = {name for name, d in space.items() if not d.single()}
     shares = pd.Series({name: float(v) for name, v in raw.items() if name in varying}, dtype=float)
     total = shares.sum()
     if shares.empty or not np.isfinite(total) or total <= 0:

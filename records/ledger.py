@@ -10,6 +10,11 @@ process to claim declares it stopped and trains those combinations itself.
 So a grid is finished exactly once in total: no combination trained twice,
 none left out.
 
+A sweep can grow: with a higher RERUN_COUNT, a combination whose trial
+holds fewer reruns is not finished. It is claimed again, trains only its
+missing reruns, and is recorded as a new trial holding all of them; the
+trial with the most reruns is the one that counts.
+
 Two ways to hold a claim. A planned combination (grid, or a random draw
 made up front) is held in the process's heartbeat record: a whole round of
 claims is one record, and the finished combination's trial is created
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import os
 import socket
 import sys
@@ -52,6 +58,7 @@ class Claim:
     combination: dict
     cid: str
     since: float = field(default_factory=time.time)
+    earlier: FrozenTrial | None = None  # a finished trial with some of its reruns (a grown RERUN_COUNT)
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Status:
     failed: dict = field(default_factory=dict)    # cid -> FAIL trial with an error (failed in this run)
     claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process (this one included)
     claimants: int = 1                            # live processes, this one included
+    earlier: dict = field(default_factory=dict)   # cid -> finished trial with fewer reruns than wanted
 
     def taken(self, cid: str) -> bool:
         return cid in self.records or cid in self.failed or cid in self.claimed
@@ -73,8 +81,10 @@ class Status:
 class Ledger:
     """This process's view of who does what in a study: claims, heartbeats, stale takeovers, results."""
 
-    def __init__(self, storage: Storage, study, heartbeat_timeout: float, beat: bool = True) -> None:
+    def __init__(self, storage: Storage, study, heartbeat_timeout: float, beat: bool = True,
+                 reruns: int | None = None) -> None:
         self.storage, self.study = storage, study
+        self.reruns = reruns                # a finished trial with fewer is not finished (None: any trial is)
         self.study_id = storage.optuna.get_study_id_from_name(study.study_name)
         self.me = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.timeout = heartbeat_timeout
@@ -84,6 +94,7 @@ class Ledger:
         # what refresh() has classified for good: finished trials do not change
         self._records: dict = {}
         self._failed: dict = {}
+        self._earlier: dict = {}
         self._open: list[int] = []          # trials (by index) that were still running
         self._seen_trials = 0
         self.holds: set[str] = set()        # combinations claimed in the heartbeat record, not yet recorded
@@ -142,12 +153,12 @@ class Ledger:
         """
         now = time.time()
         beats = self.storage.optuna.get_study_system_attrs(self.study_id)
-        status = Status(records=self._records, failed=self._failed)
+        status = Status(records=self._records, failed=self._failed, earlier=self._earlier)
         live = {self.me}
         trials = self.storage.optuna.get_all_trials(self.study_id, deepcopy=False)
         if len(trials) < self._seen_trials:  # not the study this ledger read before: start over
-            self._records, self._failed, self._open, self._seen_trials = {}, {}, [], 0
-            status = Status(records=self._records, failed=self._failed)
+            self._records, self._failed, self._earlier, self._open, self._seen_trials = {}, {}, {}, [], 0
+            status = Status(records=self._records, failed=self._failed, earlier=self._earlier)
         fresh = self._open + list(range(self._seen_trials, len(trials)))
         self._open, self._seen_trials = [], len(trials)
         for index in fresh:
@@ -158,7 +169,10 @@ class Ledger:
                     self._open.append(index)  # its combination may not be set yet (an ask in progress)
                 continue
             if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                self._records.setdefault(cid, trial)
+                if self.reruns is None or reruns_in(trial) >= self.reruns:
+                    self._records.setdefault(cid, trial)
+                elif reruns_in(trial) > reruns_in(self._earlier.get(cid)):
+                    self._earlier[cid] = trial
             elif trial.state == TrialState.FAIL:
                 # an error recorded during this run; errors from before a restart get one more try
                 if "error" in trial.user_attrs and trial.datetime_complete is not None and \
@@ -227,7 +241,8 @@ class Ledger:
                 claims = [Claim(self._create_trial(self._running_trial(combination, cid)), combination, cid)
                           for cid, combination in picked]
             else:
-                claims = [Claim(None, combination, cid) for cid, combination in picked]
+                claims = [Claim(None, combination, cid, earlier=status.earlier.get(cid))
+                          for cid, combination in picked]
                 if claims:
                     self.holds.update(c.cid for c in claims)
                     self.beat(force=True)
@@ -364,6 +379,15 @@ class Ledger:
                 self.study_id, f"claimant:{self.me}", {"host": HOST, "pid": os.getpid(), "beat": 0, "left": True})
         except Exception:  # noqa: BLE001
             pass
+
+
+def reruns_in(trial: FrozenTrial | None) -> float:
+    """How many reruns a finished trial holds; a pruned one counts as all (the pruner stopped it for good)."""
+    if trial is None:
+        return 0
+    if trial.state == TrialState.PRUNED:
+        return math.inf
+    return len(trial.user_attrs.get("reruns", ()))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -222,29 +222,56 @@ def repair_torn_journal(path: Path) -> None:
                   f"writing it); dropped it, the combination it held is trained again.", file=sys.stderr)
 
 
+def fingerprint_differences(previous: dict, fingerprint: dict) -> list[str]:
+    """Each setting of `fingerprint` that differs from the study's, with its old and new value.
+
+    Keys the study has but `fingerprint` lacks are what an older version
+    counted and this one no longer does (the grid, RERUN_COUNT): not a difference.
+    """
+    out = []
+    for key, new in fingerprint.items():
+        old = previous.get(key)
+        if old == new:
+            continue
+        if key.endswith("_CSV") and old is not None and new is not None:
+            out.append(f"{key} (the file's contents have changed since the study's trainings used it)")
+        elif key.endswith("_CSV"):
+            continue  # read or not read by SELECTION, which is named itself
+        elif key not in previous:
+            out.append(f"{key} = {new!r} (not part of the study's sweep)")
+        else:
+            out.append(f"{key} {old!r} -> {new!r}")
+    return out
+
+
 def open_study(storage: Storage, name: str, fingerprint: dict, sampler=None, pruner=None, create: bool = True):
     """The study `name`; refuses one that holds another config's or data's results."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if create:
-        study = optuna.create_study(study_name=name, storage=storage.optuna, direction="minimize",
-                                    load_if_exists=True, sampler=sampler, pruner=pruner)
-    else:
-        try:
-            study = optuna.load_study(study_name=name, storage=storage.optuna, sampler=sampler, pruner=pruner)
-        except KeyError:
+    try:  # loaded first: creating an existing study would write a (refused) record to it
+        study = optuna.load_study(study_name=name, storage=storage.optuna, sampler=sampler, pruner=pruner)
+    except KeyError:
+        if not create:
             names = [s.study_name for s in optuna.get_all_study_summaries(storage.optuna)]
             raise ConfigError(f"There is no study named {name!r} in that storage. Studies there: "
                               f"{', '.join(map(repr, names)) or 'none'}.") from None
+        # trial values are -log10 p (ranking/significance.py's p-value): higher is better, and
+        # optuna-dashboard's plots spread the small p-values that matter instead of piling them at 0
+        study = optuna.create_study(study_name=name, storage=storage.optuna, direction="maximize",
+                                    load_if_exists=True, sampler=sampler, pruner=pruner)
     previous = study.user_attrs.get("fingerprint")
     if previous is None and fingerprint is not None:
         study.set_user_attr("fingerprint", fingerprint)
-    elif fingerprint is not None and previous != fingerprint:
-        differs = ", ".join(k for k in fingerprint if previous.get(k) != fingerprint[k])
+    elif fingerprint is not None and (differences := fingerprint_differences(previous, fingerprint)):
         where = "The results folder's study" if storage.url is None else f"The study {name!r} in {redact(storage.url)}"
+        why_reruns = (" RERUN_COUNT can grow only under grid or random search without a pruner: a model-based "
+                      "sampler and a pruner decide from all of a combination's reruns together."
+                      if any(d.startswith("RERUN_COUNT") for d in differences) else "")
         raise ConfigError(
-            f"{where} holds a sweep with a different {differs} than this one, and mixing them would corrupt "
-            f"the ranking. Run under another name with --name NEW_NAME (or --study NEW_NAME with --storage), "
-            f"or move the old results away to start over.")
+            f"{where} holds trainings that this config would compute differently, so the two cannot be mixed: "
+            f"{'; '.join(differences)}. Growing a sweep is fine (more hyperparameter values, a larger "
+            f"NUMBER_OF_COMBINATIONS_TO_TRY or RERUN_COUNT train only what is new), but these settings change "
+            f"what every training computes.{why_reruns} Set them back, run under another name with --name "
+            f"NEW_NAME (or --study NEW_NAME with --storage), or move the old results away to start over.")
     return study
 
 

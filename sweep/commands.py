@@ -36,7 +36,9 @@ def search_parser(prog: str | None = None) -> argparse.ArgumentParser:
         prog=prog,
         description="Train every hyperparameter combination of a config, rank them by how unlikely their "
                     "precision is under luck (a block permutation test on the validation tail of the train file, "
-                    "or on the test file with SELECTION = 'test'), and test the winner once on the test file.")
+                    "or on the test file with SELECTION = 'test'), and test the winner once on the test file. "
+                    "Run it again to resume a stopped run, or to grow a finished one (more values, a larger "
+                    "NUMBER_OF_COMBINATIONS_TO_TRY, a higher RERUN_COUNT): only what is new is trained.")
     parser.add_argument("--config", default="config.py",
                         help="config file to run (default: config.py); paths in it are relative to its folder")
     parser.add_argument("--cpu-count", type=int, metavar="N",

@@ -10,7 +10,14 @@ from inputs.errors import DataError
 from records.ledger import Ledger
 from records.storage import open_study
 from sweep.pool import Pool
-from sweep.recorder import p_value_of, permutation_counts, rows_from_study, stored_rows
+from sweep.recorder import (
+    first_reruns,
+    p_value_of,
+    permutation_counts,
+    stored_rows,
+    trial_value,
+    with_earlier,
+)
 from sweep.rows import (
     file_digest,
     permutation_test,
@@ -24,7 +31,8 @@ def confirm(sweep) -> int:
 
     The same reruns with the same seeds as in the validation sweep, trained
     on the train file purged against the test file's first date; the test
-    file is opened here for the first time. Processes sharing the study
+    file's labels are read here for the first time (its form was checked
+    before the sweep). Processes sharing the study
     share this step too (its own study, claimed the same way). Returns an
     exit code when the test file is unusable (the validation ranking is
     kept), else 0. `sweep` is the run's Sweep (sweep/run.py): its loop does
@@ -41,15 +49,24 @@ def confirm(sweep) -> int:
     sweep.confirmation_split = data["split"]
     if test.smallest_p_value > settings.significance_level:
         print(f"warning: {too_few_blocks(test, 'test rows', settings.significance_level)}", file=sys.stderr)
-    fingerprint = {**sweep.fingerprint, "TEST_CSV": file_digest(settings.test_csv), "top": top}
+    # a combination's confirmation does not depend on the others': one study keeps them all, so that a
+    # grown sweep whose top changes trains only the newcomers (and only the missing reruns of a grown RERUN_COUNT)
+    fingerprint = {**sweep.fingerprint, "TEST_CSV": file_digest(settings.test_csv)}
     name = "confirmation" if sweep.storage_url is None else f"{sweep.study_name}:confirmation"
     study = open_study(sweep.storage, name, fingerprint)
-    ledger = Ledger(sweep.storage, study, settings.heartbeat_timeout)
+    ledger = Ledger(sweep.storage, study, settings.heartbeat_timeout, reruns=settings.rerun_count)
     by_id = {cid: recorder.params[cid] for cid in top}
+    status, _ = ledger.refresh()
+    new = [cid for cid in top if cid not in status.records]
     split = data["split"]
     purged = f"but the {split.purged} rows purged before {split.boundary}" if split.purged else "whole"
-    print(f"Confirming the top {len(top)} combinations on {settings.test_csv} (retrained on the train file, "
-          f"{purged})...", file=sys.stderr)
+    if new:
+        kept = f" ({len(top) - len(new)} of them already confirmed and kept)" if len(new) < len(top) else ""
+        print(f"Confirming the top {len(top)} combinations on {settings.test_csv}{kept}: retraining "
+              f"{len(new)} on the train file, {purged}...", file=sys.stderr)
+    else:
+        print(f"The top {len(top)} combinations were already confirmed on {settings.test_csv}; kept.",
+              file=sys.stderr)
     pool = Pool(settings.cpu_count, lambda t: sweep._payload(t, data["files"]))
 
     def claim():
@@ -60,19 +77,21 @@ def confirm(sweep) -> int:
         rows = recorder.scored_rows(results, {(t["combination"], t["rerun"]): t for t in task})
         packed = {(r["combination"], r["rerun"]): base64.b64encode(r["predictions"]).decode() for r in results}
         for cid, reruns in rows.items():
-            bits = [packed[cid, row["rerun"]] for row in reruns]
-            ledger.finish(sweep.claims.pop(cid), TrialState.COMPLETE,
-                          p_value_of(test, permutation_counts(test, reruns, bits)),
-                          {"reruns": stored_rows(reruns, bits)})
+            claim = sweep.claims.pop(cid)
+            reruns, bits = with_earlier(claim.earlier, reruns, [packed[cid, row["rerun"]] for row in reruns],
+                                        settings.rerun_count)
+            p = p_value_of(test, permutation_counts(test, reruns, bits))
+            ledger.finish(claim, TrialState.COMPLETE, trial_value(p),
+                          {"reruns": stored_rows(reruns, bits), "p_value": p})
         return 0
 
     try:
         sweep._drive(ledger, claim, record, pool)
     finally:
         ledger.leave()
-    _, trials = ledger.refresh()
-    confirmed = {t.user_attrs["combination"]: rows_from_study(t.user_attrs) for t in trials
-                 if t.state == TrialState.COMPLETE and "reruns" in t.user_attrs}
+    status, _ = ledger.refresh()
+    confirmed = {cid: first_reruns(status.records[cid].user_attrs, settings.rerun_count)
+                 for cid in top if cid in status.records}
     recorder.set_confirmation(test, [row for cid in top if cid in confirmed for row in confirmed[cid][0]],
                               {cid: permutation_counts(test, *confirmed[cid]) for cid in confirmed})
     recorder.flush(force=True)

@@ -1,10 +1,12 @@
 """Which combinations a run trains, their ids and seeds, and how they are packed into tasks.
 
 The grid is the product of the value lists (itertools.product); random search
-draws distinct grid positions with random.sample. Both are a pure function of
-the config and SEED, so a resumed or re-run sweep plans exactly the same
-combinations, and every training's seed comes from (SEED, combination, rerun)
-alone: results never depend on CPU_COUNT or on the order work finishes.
+takes the first distinct grid positions of a random stream seeded by SEED.
+Both are a pure function of the config and SEED, so a resumed or re-run sweep
+plans exactly the same combinations, and a larger NUMBER_OF_COMBINATIONS_TO_TRY
+keeps every combination of the smaller one. Every training's seed comes from
+(SEED, combination, rerun) alone: results never depend on CPU_COUNT or on the
+order work finishes, and a grown sweep's trainings equal a fresh run's.
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import heapq
 import itertools
 import json
 import math
-import random
 import warnings
 
 import numpy as np
@@ -70,9 +71,28 @@ def planned_combinations(settings: Settings) -> list[dict]:
         warnings.warn(f"NUMBER_OF_COMBINATIONS_TO_TRY = {wanted} is more than the {size} combinations the "
                       f"grid holds; trying all {size}.", stacklevel=2)
         wanted = size
-    # sampling positions without replacement: never the same combination twice
-    indices = sorted(random.Random(settings.seed).sample(range(size), wanted))
-    return [combination_at(values, i) for i in indices]
+    return [combination_at(values, i) for i in sorted(distinct_draws(settings.seed, size, wanted))]
+
+
+def distinct_draws(seed: int, size: int, wanted: int, batch: int = 4096) -> list[int]:
+    """The first `wanted` distinct numbers in [0, size) of a random stream seeded by `seed`.
+
+    Unlike random.sample, whose method and so whose picks change with the
+    count asked for, the first k of this are also the first k of any larger
+    draw: growing the budget only adds combinations. The stream is drawn in
+    batches of a fixed size, so it is the same whatever `wanted` is.
+    """
+    stream = np.random.Generator(np.random.PCG64(seed))
+    seen: set[int] = set()
+    picked: list[int] = []
+    while len(picked) < wanted:
+        for x in stream.integers(0, size, batch).tolist():
+            if x not in seen:
+                seen.add(x)
+                picked.append(x)
+                if len(picked) == wanted:
+                    break
+    return picked
 
 
 def combination_id(combination: dict) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import functools
 import math
 import time
@@ -13,7 +14,6 @@ import numpy as np
 import pandas as pd
 from optuna.distributions import (
     CategoricalDistribution,
-    FloatDistribution,
     IntDistribution,
 )
 from optuna.trial import TrialState
@@ -22,6 +22,7 @@ from inputs.atomic import write_csv
 from inputs.hyperparameters import (
     HYPERPARAMETERS,
     display_value,
+    grid_distribution,
     hyperparameter_columns,
 )
 from inputs.settings import Settings
@@ -36,6 +37,7 @@ from ranking.table import (
     rank_combinations,
     reruns_table,
 )
+from records.ledger import reruns_in
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
@@ -47,11 +49,18 @@ class Recorder:
     trial, and `sync` reads back what other processes sharing the study have
     finished. Ranking is done lazily, when the CSVs are written, so that
     recording stays cheap however many combinations a sweep has.
+
+    The study may hold more than this run ranks: combinations of a wider
+    grid, or more reruns than RERUN_COUNT, from an earlier config. Only the
+    `planned` combinations (None: every one, as a model-based sampler asks
+    them) and their first RERUN_COUNT reruns are ranked, so the ranking is
+    the one a fresh run of this config would give.
     """
 
     def __init__(self, run_dir: Path, study, settings: Settings, fold_rows: list[int],
-                 test: PermutationTest) -> None:
+                 test: PermutationTest, planned: set[str] | None = None) -> None:
         self.run_dir, self.study, self.settings = run_dir, study, settings
+        self.planned = planned
         self.fold_rows = fold_rows
         self.test = test                             # the ranked rows' block permutation test
         self.counts: dict[str, np.ndarray | None] = {}  # combination -> its row of test.counts (None: pruned)
@@ -85,11 +94,13 @@ class Recorder:
             if len(self._synced) == 1:
                 self._recorded_distributions = trial.distributions
             cid = trial.user_attrs.get("combination")
-            if cid is None or cid in self.rows:
+            if cid is None or cid in self.rows or (self.planned is not None and cid not in self.planned):
                 continue
             if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and "reruns" in trial.user_attrs:
-                reruns, bits = rows_from_study(trial.user_attrs)
-                self.keep(cid, reruns, bits, trial.user_attrs.get("params"))
+                if reruns_in(trial) < self.settings.rerun_count:
+                    continue  # some of its reruns: the sweep trains the others, then records it whole
+                self.keep(cid, *first_reruns(trial.user_attrs, self.settings.rerun_count),
+                          trial.user_attrs.get("params"))
             elif trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
                     not any(e["combination"] == cid and e["outcome"] == "failed" for e in self.errors):
                 self.errors.append({"combination": cid, **_columns_of(trial.user_attrs), "outcome": "failed",
@@ -116,29 +127,33 @@ class Recorder:
 
         With walk-forward folds a combination is complete once every rerun
         has every fold; its counts are then summed over the folds (one
-        p-value per rerun on the whole validation tail).
+        p-value per rerun on the whole validation tail). A combination's
+        reruns are always in one task: those in `trainings` are all that it
+        trains (all of RERUN_COUNT, or the missing ones of a grown sweep).
         """
         complete = []
+        training_reruns = collections.Counter(cid for cid, _ in trainings)
         for r in results:
             parts = self.partial.setdefault(r["combination"], {})
             parts[(r["rerun"], fold)] = r
-            if len(parts) == self.settings.rerun_count * len(self.fold_rows):
+            if len(parts) == training_reruns[r["combination"]] * len(self.fold_rows):
                 complete.extend(self._pool_folds(self.partial.pop(r["combination"])))
         if not complete:
             return []
         out = []
         predictions = {(r["combination"], r["rerun"]): r["predictions"] for r in complete}
         for cid, reruns in self.scored_rows(complete, trainings).items():
-            self.params[cid] = trainings[(cid, 0)]["params"]
+            self.params[cid] = trainings[(cid, reruns[0]["rerun"])]["params"]
             bits = [base64.b64encode(predictions[cid, row["rerun"]]).decode() for row in reruns]
             out.append((cid, reruns, bits))
         return out
 
     def _pool_folds(self, parts: dict) -> list[dict]:
+        reruns = sorted({rerun for rerun, _ in parts})
         if len(self.fold_rows) == 1:  # one evaluation set: each rerun's result as it came
-            return [parts[(rerun, 0)] for rerun in range(self.settings.rerun_count)]
+            return [parts[(rerun, 0)] for rerun in reruns]
         pooled = []
-        for rerun in range(self.settings.rerun_count):
+        for rerun in reruns:
             folds = [parts[(rerun, k)] for k in range(len(self.fold_rows))]
             bits = np.concatenate([np.unpackbits(np.frombuffer(f["predictions"], dtype=np.uint8), count=n)
                                    for f, n in zip(folds, self.fold_rows)])
@@ -223,7 +238,9 @@ class Recorder:
         values = self.settings.hyperparameter_values
         own = {name: values[name].distribution() if isinstance(values[name], Range)
                else grid_distribution(values[name]) for name in values}
-        return {**own, **{name: d for name, d in self._recorded_distributions.items() if name in own}}
+        # a grown grid's new values may lie outside what the study recorded: then this run's own
+        return {**own, **{name: d for name, d in self._recorded_distributions.items()
+                          if name in own and _holds(d, values[name])}}
 
     @functools.cached_property
     def _varying(self) -> list[str]:
@@ -279,6 +296,23 @@ class Recorder:
         self._dirty = False
 
 
+def first_reruns(attrs: dict, count: int) -> tuple[list[dict], list[bytes]]:
+    """A finished trial's first `count` reruns and their packed predictions (a study may hold more)."""
+    reruns, bits = rows_from_study(attrs)
+    kept = [i for i, row in enumerate(reruns) if row["rerun"] < count]
+    return [reruns[i] for i in kept], [bits[i] for i in kept]
+
+
+def with_earlier(earlier, reruns: list[dict], bits: list, count: int) -> tuple[list[dict], list]:
+    """A grown combination's reruns: those its earlier trial holds, then the ones just trained, by rerun."""
+    if earlier is None:
+        return reruns, bits
+    old_reruns, old_bits = first_reruns(earlier.user_attrs, count)
+    pairs = sorted(zip(old_reruns + reruns, [base64.b64encode(b).decode() for b in old_bits] + list(bits)),
+                   key=lambda pair: pair[0]["rerun"])
+    return [row for row, _ in pairs], [b for _, b in pairs]
+
+
 def stored_rows(reruns: list[dict], bits: list[str]) -> list[dict]:
     """A combination's reruns as the study keeps them: without the hyperparameter columns
     (the trial holds the combination once, in its "params" attr) and with each rerun's packed
@@ -324,6 +358,11 @@ def p_value_of(test: PermutationTest, counts: np.ndarray | None) -> float:
     return 1.0 if counts is None else float(counts[0] / test.orders)
 
 
+def trial_value(p: float) -> float:
+    """What the study records as a trial's value: -log10 p (the study maximizes; p is never 0 here)."""
+    return 0.0 - math.log10(p)
+
+
 def _as_bytes(bits) -> bytes:
     """Packed predictions as bytes, from the study's base64 text or as they are."""
     return bits if isinstance(bits, bytes) else base64.b64decode(bits)
@@ -335,23 +374,12 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def grid_distribution(values: list):
-    """The Optuna distribution a list of grid values is recorded with.
-
-    Numbers get a numeric range over their smallest to largest value (on a
-    log scale where they are all positive and span a factor of 10 or more,
-    as learning rates do), the way Optuna's own grid examples declare them
-    with suggest_float: the dashboard and the importances then know that
-    1e-4 lies between 1e-5 and 1e-3. Everything else (names, layer lists
-    as strings, flags, a single value) is categorical. A categorical
-    distribution also lists every choice in every trial's record: on a big
-    grid that was over half of what recording a combination cost.
-    """
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
-    if len(numbers) < len(values) or len(set(numbers)) < 2:
-        return CategoricalDistribution([display_value(v) for v in values])
-    low, high = min(numbers), max(numbers)
-    log = low > 0 and high / low >= 10
-    if all(isinstance(v, int) for v in numbers):
-        return IntDistribution(low, high, log=log)
-    return FloatDistribution(float(low), float(high), log=log)
+def _holds(distribution, values) -> bool:
+    """Whether a recorded distribution holds every value of a grid (a range's own distribution is kept)."""
+    if isinstance(values, Range):
+        return False
+    if isinstance(distribution, CategoricalDistribution):
+        return all(display_value(v) in distribution.choices for v in values)
+    numeric = (int,) if isinstance(distribution, IntDistribution) else (int, float)
+    return all(isinstance(v, numeric) and not isinstance(v, bool) and distribution.low <= v <= distribution.high
+               for v in values)

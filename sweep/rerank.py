@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from optuna.trial import TrialState
+
 from inputs.atomic import read_json
 from inputs.errors import ConfigError, DataError
 from inputs.settings import settings_from_record
@@ -16,9 +18,10 @@ from ranking.report import write_report
 from ranking.summary import write_summary
 from ranking.table import print_ranking
 from ranking.verdict import headline
-from records.ledger import Ledger
+from records.ledger import Ledger, reruns_in
 from records.storage import open_storage, open_study
-from sweep.recorder import Recorder, permutation_counts, rows_from_study
+from sweep.plan import combination_id, planned_combinations
+from sweep.recorder import Recorder, first_reruns, permutation_counts
 from sweep.rows import (
     confirmation_rows,
     evaluation_folds,
@@ -48,8 +51,11 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
         return 2
     run_dir.mkdir(parents=True, exist_ok=True)
     test = permutation_test(settings, evaluated)
-    recorder = Recorder(run_dir, study, settings, [], test)
-    status, trials = Ledger(storage, study, heartbeat_timeout=60, beat=False).refresh()
+    # the combinations the latest config plans (a study keeps those of a wider earlier grid too)
+    planned = {combination_id(c) for c in planned_combinations(settings)} if settings.planned else None
+    recorder = Recorder(run_dir, study, settings, [], test, planned)
+    status, trials = Ledger(storage, study, heartbeat_timeout=60, beat=False,
+                            reruns=settings.rerun_count).refresh()
     recorder.sync(trials)
     if not recorder.rows:
         print(f"error: the study {name!r} has no finished combination yet.", file=sys.stderr)
@@ -58,8 +64,13 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
     try:
         confirmed = open_study(storage, "confirmation" if url is None else f"{name}:confirmation", None,
                                create=False)
-        records = [rows_from_study(t.user_attrs) for t in confirmed.get_trials(deepcopy=False)
-                   if t.state.name == "COMPLETE" and "reruns" in t.user_attrs]
+        confirmed_top = set(recorder.ranking["combination"].head(settings.confirm_top_k))
+        records = {}
+        for t in confirmed.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            cid = t.user_attrs.get("combination")
+            if cid in confirmed_top and cid not in records and reruns_in(t) >= settings.rerun_count:
+                records[cid] = first_reruns(t.user_attrs, settings.rerun_count)
+        records = list(records.values())
         if records:
             _, test_rows, split = confirmation_rows(settings)
             tested = (permutation_test(settings, test_rows), split)

@@ -12,20 +12,25 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from inputs.errors import DataError
-from inputs.files import Labelled, check_train_test, feature_channels, load_labelled
+from inputs.files import (
+    Labelled,
+    check_latest,
+    check_same_form,
+    check_train_test,
+    feature_channels,
+    load_labelled,
+    load_latest,
+)
 from inputs.scaling import Standardizer
 from inputs.settings import Settings
 from inputs.splits import Split, holdout_split, validation_splits
 from ranking.significance import PermutationTest, date_blocks, row_blocks
-from sweep.plan import combination_id
 
 
 def evaluation_folds(settings: Settings) -> tuple[list[tuple], Labelled, list[Split]]:
@@ -36,9 +41,9 @@ def evaluation_folds(settings: Settings) -> tuple[list[tuple], Labelled, list[Sp
         check_train_test(train, test)
         split = holdout_split(train, test, settings.label_horizon, settings.embargo_days)
         return [(train.take(split.train), test)], test, [split]
-    if not Path(settings.test_csv).is_file():
-        raise DataError(f"The test file '{settings.test_csv}' does not exist. It is only read to confirm the "
-                        f"best combinations at the end of the sweep, but it must be there from the start.")
+    # the test file's form is checked now, so that a bad file stops the run before it trains rather than
+    # after; its labels are first used when the top combinations are confirmed on it
+    check_same_form(train, load_labelled(settings.test_csv))
     splits = validation_splits(train, settings.validation_fraction, settings.validation_folds,
                                settings.label_horizon, settings.embargo_days)
     folds = []
@@ -50,9 +55,17 @@ def evaluation_folds(settings: Settings) -> tuple[list[tuple], Labelled, list[Sp
     return folds, train.take(slice(int(splits[0].evaluate[0]), None)), splits
 
 
+def check_latest_file(settings: Settings, n_features: int) -> None:
+    """The latest-data file, when there is one, must be readable and have the training data's features."""
+    if Path(settings.latest_csv).is_file():
+        tickers, x = load_latest(settings.latest_csv)
+        check_latest(settings.latest_csv, x, n_features)
+
+
 def prepare_data(settings: Settings) -> dict:
     """The data the combinations are ranked on, checked, purged, standardized and saved for the workers."""
     folds, evaluated, splits = evaluation_folds(settings)
+    check_latest_file(settings, evaluated.x.shape[1])
     saved = [save_for_workers(train, rows) for train, rows in folds]
     return {"folds": [s["files"] for s in saved], "fold_rows": [s["rows"] for s in saved],
             "n_features": saved[0]["n_features"], "channels": feature_channels(folds[0][0].features),
@@ -94,40 +107,62 @@ def permutation_test(settings: Settings, rows: Labelled) -> PermutationTest:
 
 
 RUN_RECORD = ("TRAIN_CSV", "TEST_CSV", "LATEST_CSV", "SEED", "RERUN_COUNT", "PREDICTION_THRESHOLD", "SELECTION",
+              "EXPLORE_ALL_COMBINATIONS", "NUMBER_OF_COMBINATIONS_TO_TRY", "SAMPLER", "PRUNER",
               "P_VALUE_TEST", "FALSE_DISCOVERY_RATE", "SIGNIFICANCE_LEVEL", "PERMUTATIONS",
               "PERMUTATION_BLOCK_LENGTH", "LABEL_HORIZON", "EMBARGO_DAYS", "VALIDATION_FRACTION",
               "VALIDATION_FOLDS", "CONFIRM_TOP_K")
 
 
 def run_record(settings: Settings) -> dict:
-    """The resolved settings later commands need to rank and predict (evaluate.py), with absolute paths."""
-    return {key: str(value) if isinstance(value, Path) else value
-            for key, value in ((key, getattr(settings, key.lower())) for key in RUN_RECORD)}
+    """The resolved settings later commands need to rank and predict (evaluate.py), with absolute paths.
+
+    With grid or random search it holds the hyperparameter values too: a
+    study keeps every combination it ever finished, and is ranked on the
+    ones its latest config plans.
+    """
+    record = {key: str(value) if isinstance(value, Path) else value
+              for key, value in ((key, getattr(settings, key.lower())) for key in RUN_RECORD)}
+    if settings.planned:
+        record["hyperparameter_values"] = settings.hyperparameter_values
+    return record
 
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def run_fingerprint(settings: Settings, combinations: list[dict]) -> dict:
-    """Everything that changes results: a run folder only ever holds results of one fingerprint."""
-    if settings.planned:
-        planned = json.dumps(sorted(map(combination_id, combinations)))
-    else:  # a model-based sampler: the space it searches (the budget may grow on a resume)
-        planned = json.dumps({k: repr(v) for k, v in settings.hyperparameter_values.items()}, sort_keys=True)
-    return {
-        "combinations": hashlib.sha256(planned.encode()).hexdigest()[:16],
-        "SAMPLER": None if settings.planned else settings.sampler, "PRUNER": settings.pruner,
-        "RERUN_COUNT": settings.rerun_count, "SEED": settings.seed,
-        "PREDICTION_THRESHOLD": settings.prediction_threshold, "P_VALUE_TEST": settings.p_value_test,
-        "SELECTION": settings.selection, "TRAIN_CSV": file_digest(settings.train_csv),
+def run_fingerprint(settings: Settings) -> dict:
+    """Every setting that changes what a training computes: a study only ever holds trainings of one fingerprint.
+
+    What only chooses which trainings run is left out, so that a finished
+    sweep can grow: more hyperparameter values, a larger
+    NUMBER_OF_COMBINATIONS_TO_TRY and (for grid and random search without a
+    pruner) a higher RERUN_COUNT train only what is new, because a training's
+    seed depends on (SEED, combination, rerun) alone. A model-based sampler
+    chooses each combination from the results so far, and a pruner compares
+    each epoch's loss with the other combinations': there, the space and
+    RERUN_COUNT change the results, so they are part of the fingerprint.
+    """
+    fingerprint = {
+        "SEED": settings.seed, "PREDICTION_THRESHOLD": settings.prediction_threshold,
+        "P_VALUE_TEST": settings.p_value_test, "SELECTION": settings.selection,
+        "TRAIN_CSV": file_digest(settings.train_csv),
         # they decide which training rows are purged at each boundary
         "LABEL_HORIZON": settings.label_horizon, "EMBARGO_DAYS": settings.embargo_days,
-        # in validation mode the test file is read only at confirmation; its digest is checked then
+        # in validation mode the test file's labels are read only at confirmation; its digest is checked then
         "TEST_CSV": file_digest(settings.test_csv) if settings.selection == "test" else None,
         "VALIDATION_FRACTION": settings.validation_fraction if settings.selection == "validation" else None,
         "VALIDATION_FOLDS": settings.validation_folds if settings.selection == "validation" else None,
+        "PRUNER": settings.pruner,
+        # grid and random search plan the same kind of combinations, each trained alone
+        "SAMPLER": "grid or random" if settings.planned else settings.sampler,
     }
+    if not settings.planned or settings.pruner is not None:
+        fingerprint["RERUN_COUNT"] = settings.rerun_count
+    if not settings.planned:
+        fingerprint.update({f"hyperparameter_values[{name!r}]": repr(values)
+                            for name, values in settings.hyperparameter_values.items()})
+    return fingerprint
 
 
 def too_few_blocks(test: PermutationTest, rows: str, level: float) -> str:

@@ -29,7 +29,14 @@ from sweep import plan
 from sweep.confirm import confirm
 from sweep.finish import finish
 from sweep.pool import Pool, stop_workers
-from sweep.recorder import Recorder, p_value_of, permutation_counts, stored_rows
+from sweep.recorder import (
+    Recorder,
+    p_value_of,
+    permutation_counts,
+    stored_rows,
+    trial_value,
+    with_earlier,
+)
 from sweep.rows import (
     permutation_test,
     prepare_data,
@@ -54,7 +61,9 @@ class Sweep:
         if self.test.smallest_p_value > settings.significance_level:
             warnings.warn(too_few_blocks(self.test, "evaluated rows", settings.significance_level))
         self.combinations = plan.planned_combinations(settings) if settings.planned else []
-        self.fingerprint = run_fingerprint(settings, self.combinations)
+        # ids computed once: a big grid is claimed in many rounds
+        self.candidates = [(plan.combination_id(c), c) for c in self.combinations]
+        self.fingerprint = run_fingerprint(settings)
         self.confirmation_split = None
 
     @property
@@ -71,19 +80,19 @@ class Sweep:
             self.storage = open_storage(None, self.run_dir)
         study = open_study(self.storage, self.study_name, self.fingerprint,
                            sampler=make_sampler(self.settings), pruner=make_pruner(self.settings))
-        if "run" not in study.user_attrs:  # what `evaluate.py --storage` needs to rank this study
+        # what `evaluate.py` needs to rank this study: the latest config's (a sweep may grow)
+        if study.user_attrs.get("run") != json.loads(json.dumps(run_record(self.settings))):
             study.set_user_attr("run", run_record(self.settings))
         atomic_write_text(self.settings.config_path.read_text(), self.run_dir / "config.py")
         atomic_write_text(json.dumps(run_record(self.settings), indent=2), self.run_dir / "run.json")
-        self.ledger = Ledger(self.storage, study, self.settings.heartbeat_timeout)
-        self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"], self.test)
+        self.ledger = Ledger(self.storage, study, self.settings.heartbeat_timeout, reruns=self.settings.rerun_count)
+        planned = {cid for cid, _ in self.candidates} if self.settings.planned else None
+        self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"], self.test, planned)
         status, trials = self.ledger.refresh()
         self.recorder.sync(trials)
-        if self.recorder.finished:
-            print(f"Resuming {self.run_dir if self.storage_url is None else 'study ' + repr(self.study_name)}: "
-                  f"{len(self.recorder.finished)} of {self.total} combinations already finished and kept; "
-                  f"training the others.", file=sys.stderr)
+        self._say_what_is_kept(status)
         self.pool = Pool(self.settings.cpu_count, self._payload, folds=len(self.data["folds"]))
+        self.trained = 0  # trainings this process ran (a resumed or grown sweep runs only what is new)
         self.crashes: dict[str, int] = {}
         self.notes_shown: set[str] = set()
         self.accelerators: dict[str, bool] = {}  # what the workers ran (their first results say)
@@ -101,7 +110,7 @@ class Sweep:
             self.timing = {"seconds": round(time.monotonic() - wall, 3),
                            "main_process_cpu_seconds": round(time.process_time() - cpu, 3),
                            "main_process_peak_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                           **self.accelerators}
+                           "trainings": self.trained, **self.accelerators}
             if self.stop_requested:
                 return self._interrupted()
             self.bar.close()
@@ -114,6 +123,7 @@ class Sweep:
                     return self._interrupted()
                 if failed:
                     return failed
+            self.timing["trainings"] = self.trained  # the confirmation's included
         finally:
             signal.signal(signal.SIGINT, previous)
             self.bar.close()
@@ -147,7 +157,7 @@ class Sweep:
                 # with a pruner, each combination trains alone: its trial decides after each epoch
                 groups = [[c] for c in claims] if self.settings.pruner is not None else [claims]
                 for group in groups:
-                    trainings = self._trainings([(c.cid, c.combination) for c in group], folds=pool.folds)
+                    trainings = self._trainings(group, folds=pool.folds)
                     for task in plan.make_tasks(trainings, pool.cpu_count, self.data["n_features"]):
                         pool.submit(task)
                 if taken := ledger.taken_over:
@@ -170,8 +180,6 @@ class Sweep:
         """Claim the next round of the sweep; returns (claims, whether the sweep is finished everywhere)."""
         round_size = _round_size(self.settings, self.pool.cpu_count, len(self.data["folds"]))
         if self.settings.planned:
-            if not hasattr(self, "candidates"):  # ids computed once: a big grid is claimed in many rounds
-                self.candidates = [(plan.combination_id(c), c) for c in self.combinations]
             candidates = self.candidates
             claims, status = self.ledger.claim_planned(candidates, round_size, self.recorder.trial_template,
                                                        running_trials=self.settings.pruner is not None)
@@ -198,16 +206,34 @@ class Sweep:
         if status.claimants > 1:
             self.bar.set_postfix_str(f"{status.claimants} processes", refresh=False)
 
+    def _say_what_is_kept(self, status) -> None:
+        """On a resumed or grown sweep: what is kept from the study, and what is left to train."""
+        finished = len(self.recorder.finished)
+        if not finished and not status.earlier:
+            return
+        where = self.run_dir if self.storage_url is None else f"study {self.study_name!r}"
+        growing = sum(cid in status.earlier and cid not in status.records for cid, _ in self.candidates)
+        if self.settings.planned and finished == self.total:
+            print(f"Nothing new to train: {finished} of {self.total} combinations already finished and kept in "
+                  f"{where}. Writing the ranking and report again.", file=sys.stderr)
+            return
+        more = (f"; {growing} of the others have fewer than RERUN_COUNT = {self.settings.rerun_count} reruns and "
+                f"train only the missing ones" if growing else "")
+        print(f"Resuming {where}: {finished} of {self.total} combinations already finished and kept{more}; "
+              f"training the rest.", file=sys.stderr)
+
     def _record_sweep(self, task: list[dict], results: list[dict]) -> int:
         """Record a finished task of the sweep; returns how many combinations it completed."""
         completed = self.recorder.add_results(results, {(t["combination"], t["rerun"]): t for t in task},
                                               fold=task[0]["fold"])
         for cid, reruns, bits in completed:
             claim = self.claims.pop(cid)
+            reruns, bits = with_earlier(claim.earlier, reruns, bits, self.settings.rerun_count)
             counts = permutation_counts(self.test, reruns, bits)  # None when pruned
-            value = None if counts is None else p_value_of(self.test, counts)
+            p = p_value_of(self.test, counts)
+            value = None if counts is None else trial_value(p)
             if self.ledger.finish(claim, TrialState.COMPLETE if counts is not None else TrialState.PRUNED, value,
-                                  {"reruns": stored_rows(reruns, bits)}):
+                                  {"reruns": stored_rows(reruns, bits), "p_value": p}):
                 self.recorder.keep(cid, reruns, bits, counts=counts)
         if self.recorder.best_p is not None:
             self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
@@ -254,6 +280,7 @@ class Sweep:
             if results:
                 self._show_note(results[0].get("note"))
                 self.accelerators.update(results[0].get("accelerators", {}))
+            self.trained += len(results)
             self.bar.update(record(task, results))
             return []
         crashed = isinstance(error, BrokenProcessPool)
@@ -287,14 +314,18 @@ class Sweep:
     def _combinations_in(task: list[dict]) -> list[str]:
         return list(dict.fromkeys(t["combination"] for t in task))
 
-    def _trainings(self, combinations: list[tuple[str, dict]], folds: int = 1) -> list[dict]:
-        """The trainings of (combination id, combination) pairs: every rerun, on every fold."""
+    def _trainings(self, claims: list, folds: int = 1) -> list[dict]:
+        """The trainings of claimed combinations: every rerun an earlier trial lacks, on every fold."""
         out = []
-        for cid, combination in combinations:
+        for claim in claims:
+            done = {row["rerun"] for row in claim.earlier.user_attrs["reruns"]} if claim.earlier else set()
             for rerun in range(self.settings.rerun_count):
-                seed = plan.training_seed(self.settings.seed, cid, rerun)
+                if rerun in done:
+                    continue
+                seed = plan.training_seed(self.settings.seed, claim.cid, rerun)
                 for fold in range(folds):
-                    out.append({"combination": cid, "rerun": rerun, "fold": fold, "params": combination, "seed": seed})
+                    out.append({"combination": claim.cid, "rerun": rerun, "fold": fold, "params": claim.combination,
+                                "seed": seed})
         return out
 
     def _payload(self, task: list[dict], files: dict | None = None) -> dict:

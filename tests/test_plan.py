@@ -122,6 +122,26 @@ def test_random_same_seed_same_list_other_seed_other_list(tmp_path):
     assert set(first) != set(other)
 
 
+def test_a_larger_random_budget_keeps_every_combination_of_the_smaller_one(tmp_path):
+    """Growing NUMBER_OF_COMBINATIONS_TO_TRY only adds combinations: a finished run grows instead of starting over."""
+    def chosen(wanted):
+        settings = make_settings(tmp_path, RANDOM_GRID, name=f"n{wanted}.py", EXPLORE_ALL_COMBINATIONS=False,
+                                 NUMBER_OF_COMBINATIONS_TO_TRY=wanted, SEED=5)
+        return set(ids(plan.planned_combinations(settings)))
+
+    sizes = [3, 6, 7, 30, 100, 215]  # random.sample changes its method (and picks) between such sizes
+    for smaller, larger in zip(sizes, sizes[1:]):
+        assert chosen(smaller) < chosen(larger)
+
+
+def test_distinct_draws_are_uniform_over_the_grid():
+    """Every grid position is equally likely to be among the first draws (chi-square over many seeds)."""
+    from scipy import stats
+    hits = Counter(x for seed in range(2000) for x in plan.distinct_draws(seed, 20, 5))
+    assert set(hits) == set(range(20))
+    assert stats.chisquare([hits[x] for x in range(20)]).pvalue > 0.001
+
+
 def test_random_with_whole_grid_is_the_full_grid(tmp_path):
     random_settings = make_settings(tmp_path, RANDOM_GRID, name="r.py", EXPLORE_ALL_COMBINATIONS=False,
                                     NUMBER_OF_COMBINATIONS_TO_TRY=216)

@@ -48,13 +48,14 @@ def make_ranking(combinations=COMBINATIONS):
 
 def make_study(combinations=COMBINATIONS):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="sweep", direction="minimize")
+    study = optuna.create_study(study_name="sweep", direction="maximize")  # values -log10 p, as the sweep records
     distributions = {"learning_rate": CategoricalDistribution([1e-3, 1e-4, 1e-5]),
                      "optimizer": CategoricalDistribution(["adam", "sgd"]),
                      "model": CategoricalDistribution(["mlp"])}
     for _, lr, opt, _, p, _, _ in combinations:
         study.add_trial(optuna.trial.create_trial(params={"learning_rate": lr, "optimizer": opt, "model": "mlp"},
-                                                  distributions=distributions, value=p))
+                                                  distributions=distributions, value=-math.log10(p),
+                                                  user_attrs={"p_value": p}))
     return study
 
 

@@ -76,17 +76,32 @@ def test_grid_sweep_end_to_end(tmp_path, data_dir):
     assert np.allclose(by_id["p_value"], permutation_p_values(run, data_dir / "test.csv").loc[ranking["combination"]])
     assert ranking["p_value"].is_monotonic_increasing
     assert ranking["rank"].tolist() == list(range(1, 13))
+    # optuna-dashboard reads the study: -log10 p, maximized, so its plots spread the small p-values out
+    study = load_study(run / "study.journal")
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    recorded = {t.user_attrs["combination"]: t for t in study.trials}
+    for row in ranking.itertuples():
+        assert recorded[row.combination].user_attrs["p_value"] == pytest.approx(row.p_value, rel=1e-12)
+        assert recorded[row.combination].value == pytest.approx(-np.log10(row.p_value), rel=1e-12)
     np.testing.assert_allclose(ranking["q_value"], multipletests(ranking["p_value"], method="fdr_bh")[1])
     summary = json.loads((run / "summary.json").read_text())
     assert summary["family_wise_p_value"] == ranking["p_value_family_wise"].iloc[0]
     assert ranking["p_value"].iloc[0] <= summary["family_wise_p_value"] <= 1
     assert summary["statistics"]["assumed"].startswith("The files have no dates")
     assert set(summary["sweep"]) == {"seconds", "main_process_cpu_seconds", "main_process_peak_mib", "c_step",
-                                     "mkl_avx512_on_amd"}
+                                     "mkl_avx512_on_amd", "trainings"}
+    assert summary["sweep"]["trainings"] == 36
     assert summary["sweep"]["mkl_avx512_on_amd"] is False  # opt-in only (SWEEP_MKL_SHIM=1)
     assert (run / "config.py").read_text() == config.read_text()
     assert pd.read_csv(run / "errors.csv").empty
     assert "12 combinations completed, 0 failed" in done.stdout
+    # the counts are whole numbers, and the precision is theirs: empty where nothing was predicted
+    for table in (ranking, reruns):
+        assert all(pd.api.types.is_integer_dtype(table[c]) for c in ("tp", "fp", "tn", "fn"))
+        predicted = table["tp"] + table["fp"]
+        expected = (table["tp"] / predicted).where(predicted > 0)
+        np.testing.assert_allclose(table["precision"], expected, rtol=1e-12)
+        assert table["precision"].isna().tolist() == (predicted == 0).tolist()
     assert "Best combination" in done.stdout
 
 
@@ -167,16 +182,112 @@ def test_the_study_records_numbers_as_ranges_and_a_resumed_study_keeps_its_own(t
     assert set(optuna.importance.get_param_importances(load_study(journal))) == {"learning_rate", "optimizer"}
 
 
-def test_a_folder_of_another_config_is_refused(tmp_path, data_dir):
+def test_a_change_that_alters_the_trainings_is_refused_naming_each_setting(tmp_path, data_dir):
     config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2]})
     assert run_search(config, tmp_path / "results").returncode == 0
-    before = (tmp_path / "results" / "small" / "ranking.csv").read_text()
-    changed = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-3]})
+    run = tmp_path / "results" / "small"
+    before = {name: (run / name).read_bytes() for name in ("ranking.csv", "reruns.csv", "study.journal")}
+    changed = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3]}, SEED=7,
+                           PREDICTION_THRESHOLD=0.6)
     refused = run_search(changed, tmp_path / "results")
     assert refused.returncode == 2
-    assert "different combinations" in refused.stderr and "--name" in refused.stderr
-    assert "Traceback" not in refused.stderr
-    assert (tmp_path / "results" / "small" / "ranking.csv").read_text() == before
+    assert "SEED 0 -> 7" in refused.stderr and "PREDICTION_THRESHOLD 0.5 -> 0.6" in refused.stderr
+    assert "learning_rate" not in refused.stderr  # more values only grow the sweep
+    assert "--name" in refused.stderr and "Traceback" not in refused.stderr
+    # other data: the file is named, and nothing written before is touched
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train.csv").write_text((data_dir / "train.csv").read_text().replace("1\n", "0\n", 1))
+    (other / "test.csv").write_text((data_dir / "test.csv").read_text())
+    refused = run_search(write_config(tmp_path, other, grid={"learning_rate": [1e-2]}), tmp_path / "results")
+    assert refused.returncode == 2 and "TRAIN_CSV (the file's contents have changed" in refused.stderr
+    assert "SEED" not in refused.stderr
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def test_growing_a_finished_run_trains_only_what_is_new(tmp_path, data_dir):
+    """More values, then more reruns: only the new trainings run, the earlier ones are kept byte for byte,
+    and the grown ranking is a fresh run's."""
+    small = {"learning_rate": [1e-2, 1e-3], "optimizer": ["adam", "sgd"]}
+    wider = {"learning_rate": [1e-2, 1e-3, 3e-4], "optimizer": ["adam", "sgd"]}
+    results, run = tmp_path / "results", tmp_path / "results" / "small"
+
+    def trainings() -> int:
+        return json.loads((run / "summary.json").read_text())["sweep"]["trainings"]
+
+    first = run_search(write_config(tmp_path, data_dir, grid=small, RERUN_COUNT=2), results)
+    assert first.returncode == 0, first.stderr
+    assert trainings() == 4 * 2
+    first_ranking = pd.read_csv(run / "ranking.csv")
+    first_lines = (run / "reruns.csv").read_text().splitlines()
+    first_bits = stored_bits(run)
+
+    more_values = run_search(write_config(tmp_path, data_dir, grid=wider, RERUN_COUNT=2), results)
+    assert more_values.returncode == 0, more_values.stderr
+    assert "4 of 6 combinations already finished and kept" in more_values.stderr
+    assert trainings() == 2 * 2  # the two new learning-rate combinations, two reruns each
+
+    more_reruns = run_search(write_config(tmp_path, data_dir, grid=wider, RERUN_COUNT=3), results)
+    assert more_reruns.returncode == 0, more_reruns.stderr
+    assert "6 of the others have fewer than RERUN_COUNT = 3 reruns" in more_reruns.stderr
+    assert trainings() == 6  # one more rerun of each combination
+    grown = pd.read_csv(run / "ranking.csv")
+    assert (grown["reruns"] == 3).all() and len(grown) == 6
+    # the first run's reruns are kept as they were: their CSV rows and their predictions in the study
+    assert set(first_lines) <= set((run / "reruns.csv").read_text().splitlines())
+    grown_bits = stored_bits(run)
+    assert all(grown_bits[key] == bits for key, bits in first_bits.items())
+
+    fresh = run_search(write_config(tmp_path, data_dir, grid=wider, RERUN_COUNT=3), tmp_path / "fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    fresh_ranking = pd.read_csv(tmp_path / "fresh" / "small" / "ranking.csv")
+    pd.testing.assert_frame_equal(grown.drop(columns="seconds"), fresh_ranking.drop(columns="seconds"))
+
+    # fewer values again: the study keeps everything, the ranking is that of the smaller grid
+    back = run_search(write_config(tmp_path, data_dir, grid=small, RERUN_COUNT=2), results)
+    assert back.returncode == 0, back.stderr
+    assert "Nothing new to train: 4 of 4 combinations already finished" in back.stderr
+    assert trainings() == 0
+    pd.testing.assert_frame_equal(pd.read_csv(run / "ranking.csv").drop(columns="seconds"),
+                                  first_ranking.drop(columns="seconds"))
+    assert len(load_study(run / "study.journal").trials) == 4 + 2 + 6
+
+
+def stored_bits(run: Path) -> dict:
+    """(combination, rerun) -> the packed predictions its latest trial in the study holds."""
+    bits = {}
+    for trial in load_study(run / "study.journal").trials:
+        reruns, packed = rows_from_study(trial.user_attrs)
+        bits.update({(trial.user_attrs["combination"], r["rerun"]): b for r, b in zip(reruns, packed)})
+    return bits
+
+
+def test_growing_reruns_under_validation_confirms_like_a_fresh_run(tmp_path, data_dir):
+    grid = {"learning_rate": [1e-2, 1e-3, 3e-4]}
+    settings = dict(grid=grid, SELECTION="validation", CONFIRM_TOP_K=2)
+    assert run_search(write_config(tmp_path, data_dir, RERUN_COUNT=2, **settings), tmp_path / "grown").returncode == 0
+    grown = run_search(write_config(tmp_path, data_dir, RERUN_COUNT=3, **settings), tmp_path / "grown")
+    assert grown.returncode == 0, grown.stderr
+    fresh = run_search(write_config(tmp_path, data_dir, RERUN_COUNT=3, **settings), tmp_path / "fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    for name in ("ranking.csv", "confirmation.csv"):
+        a, b = (pd.read_csv(tmp_path / where / "small" / name) for where in ("grown", "fresh"))
+        pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    again = run_search(write_config(tmp_path, data_dir, RERUN_COUNT=3, **settings), tmp_path / "grown")
+    assert "already confirmed" in again.stderr and "retraining" not in again.stderr
+    assert json.loads((tmp_path / "grown" / "small" / "summary.json").read_text())["sweep"]["trainings"] == 0
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_result_files_follow_the_umask(tmp_path, data_dir, umask, mode):
+    config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2]})
+    done = subprocess.run([sys.executable, "search.py", "--config", str(config), "--results", str(tmp_path / "r"),
+                           "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          preexec_fn=lambda: os.umask(umask))
+    assert done.returncode == 0, done.stderr
+    files = [p for p in (tmp_path / "r" / "small").iterdir() if p.is_file()]
+    assert {"ranking.csv", "summary.json", "report.md", "study.journal", "p_values.png"} <= {p.name for p in files}
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {p.name: oct(mode) for p in files}
 
 
 def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
@@ -325,22 +436,47 @@ def test_validation_selection_ranks_on_the_train_tail_and_confirms_the_top_on_te
     assert "Confirming the top 3" in done.stderr and "tested once on test.csv" in done.stdout
 
 
-def test_validation_selection_opens_the_test_file_only_to_confirm(tmp_path, data_dir, monkeypatch):
-    """In-process, with data loading spied on: the test file is read after the validation sweep, never before."""
+def test_validation_selection_uses_the_test_labels_only_to_confirm(tmp_path, data_dir, monkeypatch):
+    """In-process, with the data's uses spied on: before the confirmation, the test file is read only to check
+    its form; no training, evaluation or permutation test sees its rows or labels."""
     events = []
-    real_load = rows.load_labelled
-    monkeypatch.setattr(rows, "load_labelled", lambda path: events.append(("load", Path(path).name)) or real_load(path))
-    real_confirm = run_module.confirm
-    monkeypatch.setattr(run_module, "confirm", lambda sweep: events.append(("confirm", None)) or real_confirm(sweep))
-    real_digest = rows.file_digest
-    monkeypatch.setattr(rows, "file_digest", lambda path: events.append(("digest", Path(path).name)) or real_digest(path))
+
+    def spy(module, name, rows_of):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, **k: events.append((name, rows_of(*a))) or real(*a, **k))
+
+    spy(rows, "load_labelled", lambda path: Path(path).name)
+    spy(rows, "check_train_test", lambda train, test, *rest: Path(test.path).name)
+    spy(rows, "save_for_workers", lambda train, evaluated: Path(evaluated.path).name)
+    spy(run_module, "permutation_test", lambda settings, evaluated: Path(evaluated.path).name)
+    spy(run_module, "confirm", lambda sweep: None)
     config = write_config(tmp_path, data_dir, SELECTION="validation", CONFIRM_TOP_K=2,
                           grid={"learning_rate": [1e-2, 1e-3, 3e-4]})
     assert commands.search(["--config", str(config), "--results", str(tmp_path / "results"), "--no-progress",
                             "--cpu-count", "1"]) == 0
     first_confirm = events.index(("confirm", None))
-    test_reads = [i for i, (kind, name) in enumerate(events) if name == "test.csv"]
-    assert test_reads and min(test_reads) > first_confirm, events
+    before, after = events[:first_confirm], events[first_confirm:]
+    assert ("load_labelled", "test.csv") in before  # its form, checked before the first training
+    assert [e for e in before if e[1] == "test.csv" and e[0] != "load_labelled"] == []
+    assert ("save_for_workers", "test.csv") in after and ("check_train_test", "test.csv") in after
+
+
+def test_a_malformed_test_file_stops_a_validation_sweep_before_any_training(tmp_path, data_dir):
+    lines = (data_dir / "test.csv").read_text().splitlines()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "train.csv").write_text((data_dir / "train.csv").read_text())
+    for line_number, broken in ((5, lines[4].rsplit(",", 2)[0]),            # a short row
+                                (7, lines[6].rsplit(",", 1)[0] + ",2")):   # a label of 2
+        text = lines.copy()
+        text[line_number - 1] = broken
+        (bad / "test.csv").write_text("\n".join(text) + "\n")
+        config = write_config(tmp_path, bad, SELECTION="validation", grid={"learning_rate": [1e-2]})
+        done = run_search(config, tmp_path / "results")
+        assert done.returncode == 2, done.stderr
+        assert "test.csv" in done.stderr and f"line {line_number}" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / "results").exists()  # stopped before anything was trained or written
 
 
 def test_walk_forward_folds_pool_counts_over_the_validation_tail(tmp_path, data_dir):

@@ -6,7 +6,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweep.recorder import grid_distribution
+from inputs.hyperparameters import grid_distribution
 
 
 @pytest.mark.parametrize("values, expected", [

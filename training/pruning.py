@@ -1,10 +1,11 @@
 """Pruning, on the worker's side: after each epoch, report the validation loss to the trial and ask whether to stop.
 
 A pruned combination trains alone (its reruns fused), so stopping it saves
-its remaining epochs outright. The value reported is the median over the
-reruns of the mean loss on the evaluation rows (the same rows the ranking
-uses), with dropout off: smooth from epoch to epoch, unlike the precision
-p-value, which is 1 for every model that does not yet predict any positive.
+its remaining epochs outright. The value reported is minus the median over
+the reruns of the mean loss on the evaluation rows (the same rows the
+ranking uses), with dropout off: smooth from epoch to epoch, unlike the
+precision p-value, which is 1 for every model that does not yet predict any
+positive; negated because the study maximizes (its values are -log10 p).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import optuna
 
 from records.storage import create_rdb, journal_storage
 
-WORST = 1e30  # what a diverged (NaN) loss is reported as: worse than anything real
+WORST = -1e30  # what a diverged (NaN) loss is reported as: worse than anything real
 
 
 def pruner_named(name: str | None) -> optuna.pruners.BasePruner:
@@ -50,7 +51,7 @@ def after_epoch_reporter(spec: dict, evaluation_losses):
     trial = optuna.trial.Trial(study, spec["trial_id"])
 
     def after_epoch(epoch: int, model) -> bool:
-        value = float(np.median(evaluation_losses(model)))
+        value = -float(np.median(evaluation_losses(model)))
         trial.report(value if math.isfinite(value) else WORST, epoch)
         # after the last epoch there is nothing left to save
         return epoch + 1 < spec["max_epochs"] and trial.should_prune()
