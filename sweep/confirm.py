@@ -59,11 +59,12 @@ def confirm(sweep) -> int:
     status, _ = ledger.refresh()
     new = [cid for cid in top if cid not in status.records]
     split = data["split"]
-    purged = f"but the {split.purged} rows purged before {split.boundary}" if split.purged else "whole"
+    purged = (f"the train file but the {split.purged} rows purged before {split.boundary}" if split.purged
+              else "the whole train file")
     if new:
         kept = f" ({len(top) - len(new)} of them already confirmed and kept)" if len(new) < len(top) else ""
         print(f"Confirming the top {len(top)} combinations on {settings.test_csv}{kept}: retraining "
-              f"{len(new)} on the train file, {purged}...", file=sys.stderr)
+              f"{len(new)} on {purged}...", file=sys.stderr)
     else:
         print(f"The top {len(top)} combinations were already confirmed on {settings.test_csv}; kept.",
               file=sys.stderr)

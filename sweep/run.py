@@ -217,10 +217,12 @@ class Sweep:
             print(f"Nothing new to train: {finished} of {self.total} combinations already finished and kept in "
                   f"{where}. Writing the ranking and report again.", file=sys.stderr)
             return
-        more = (f"; {growing} of the others have fewer than RERUN_COUNT = {self.settings.rerun_count} reruns and "
-                f"train only the missing ones" if growing else "")
-        print(f"Resuming {where}: {finished} of {self.total} combinations already finished and kept{more}; "
-              f"training the rest.", file=sys.stderr)
+        new = self.total - finished - growing
+        told = [f"{finished} of {self.total} combinations already finished and kept" if finished else "",
+                f"{growing} combinations with fewer than RERUN_COUNT = {self.settings.rerun_count} reruns train only "
+                f"the missing ones" if growing else "",
+                f"{new} to train" if new > 0 else ""]
+        print(f"Resuming {where}: {'; '.join(t for t in told if t)}.", file=sys.stderr)
 
     def _record_sweep(self, task: list[dict], results: list[dict]) -> int:
         """Record a finished task of the sweep; returns how many combinations it completed."""

@@ -229,7 +229,7 @@ def test_growing_a_finished_run_trains_only_what_is_new(tmp_path, data_dir):
 
     more_reruns = run_search(write_config(tmp_path, data_dir, grid=wider, RERUN_COUNT=3), results)
     assert more_reruns.returncode == 0, more_reruns.stderr
-    assert "6 of the others have fewer than RERUN_COUNT = 3 reruns" in more_reruns.stderr
+    assert "6 combinations with fewer than RERUN_COUNT = 3 reruns train only the missing ones" in more_reruns.stderr
     assert trainings() == 6  # one more rerun of each combination
     grown = pd.read_csv(run / "ranking.csv")
     assert (grown["reruns"] == 3).all() and len(grown) == 6
