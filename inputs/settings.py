@@ -58,6 +58,7 @@ SETTING_DEFAULTS = {
     "SAMPLER": None,  # None: "grid" if EXPLORE_ALL_COMBINATIONS else "random"
     "PRUNER": None,
     "HEARTBEAT_TIMEOUT": 60,
+    "STORAGE_RETRY_SECONDS": 300,
 }
 
 
@@ -90,6 +91,7 @@ class Settings:
     sampler: str = "grid"
     pruner: str | None = None
     heartbeat_timeout: float = 60.0
+    storage_retry_seconds: float = 300.0
     warnings: tuple = field(default=())
 
     @property
@@ -222,6 +224,11 @@ def _validate(path: Path, v: dict) -> Settings:
         raise ConfigError(f"HEARTBEAT_TIMEOUT = {timeout!r} is not valid: it must be a number of seconds of at "
                           f"least 1 (how long a process sharing the study may go silent before the others "
                           f"take over its combinations; 60 is a good value).")
+    patience = v["STORAGE_RETRY_SECONDS"]
+    if not is_number(patience) or patience < 0:
+        raise ConfigError(f"STORAGE_RETRY_SECONDS = {patience!r} is not valid: it must be a number of seconds of at "
+                          f"least 0 (how long the sweep keeps retrying when the study's database or file does "
+                          f"not answer before it stops with exit code 3; 300 rides out a database restart).")
     paths = {}
     for key in ("TRAIN_CSV", "TEST_CSV", "LATEST_CSV", "RESULTS_DIR"):
         if not isinstance(v[key], (str, os.PathLike)) or str(v[key]) == "":
@@ -240,7 +247,7 @@ def _validate(path: Path, v: dict) -> Settings:
         confirm_top_k=v["CONFIRM_TOP_K"], false_discovery_rate=float(fdr), significance_level=float(level),
         permutations=v["PERMUTATIONS"], permutation_block_length=v["PERMUTATION_BLOCK_LENGTH"],
         label_horizon=v["LABEL_HORIZON"], embargo_days=v["EMBARGO_DAYS"], sampler=sampler, pruner=v["PRUNER"],
-        heartbeat_timeout=float(timeout), warnings=tuple(notes))
+        heartbeat_timeout=float(timeout), storage_retry_seconds=float(patience), warnings=tuple(notes))
 
 
 def _require_int(key: str, value, minimum: int) -> None:

@@ -24,6 +24,17 @@ the main process's work). A combination that needs a trial while it trains
 (a sampler's ask, a pruner's reports) is held by a RUNNING trial that names
 the process, as Optuna does it.
 
+Fair shares: each claim round takes at most this process's share of the
+unfinished work, weighted by the CPU_COUNT every live process announces in
+its heartbeat; with a shared database (`sharing`), a process that sees no
+other takes at most half of what is free a round, so that one joining
+later still finds work.
+
+Every step that reads or writes the study runs under records/outage.py's
+Patience: a storage outage is ridden out, and a claim round that failed
+halfway leaves no claim behind (its held combinations are dropped from the
+heartbeat, its RUNNING trials are failed at the next round).
+
 Why a lock rather than trusting trial numbers: on a database, a trial
 created by one process can become visible to another after a trial that was
 created later, so "lowest number wins" could let two processes both win.
@@ -44,6 +55,7 @@ from dataclasses import dataclass, field
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from records.outage import Patience, patiently
 from records.storage import Storage
 
 # Tests give each process its own "machine" to exercise the heartbeat path.
@@ -68,6 +80,8 @@ class Status:
     failed: dict = field(default_factory=dict)    # cid -> FAIL trial with an error (failed in this run)
     claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process (this one included)
     claimants: int = 1                            # live processes, this one included
+    live_cpus: int = 1                            # their CPU_COUNTs added up
+    held_here: int = 0                            # combinations this process holds and has not recorded
     earlier: dict = field(default_factory=dict)   # cid -> finished trial with fewer reruns than wanted
 
     def taken(self, cid: str) -> bool:
@@ -82,10 +96,14 @@ class Ledger:
     """This process's view of who does what in a study: claims, heartbeats, stale takeovers, results."""
 
     def __init__(self, storage: Storage, study, heartbeat_timeout: float, beat: bool = True,
-                 reruns: int | None = None) -> None:
+                 reruns: int | None = None, cpus: int = 1, sharing: bool = False,
+                 patience: float = 300.0) -> None:
         self.storage, self.study = storage, study
         self.reruns = reruns                # a finished trial with fewer is not finished (None: any trial is)
-        self.study_id = storage.optuna.get_study_id_from_name(study.study_name)
+        self.cpus = cpus                    # this process's workers: its weight in the fair shares
+        self.sharing = sharing              # a database other machines may join: leave them work each round
+        self.patience = Patience(patience, on_recovery=self._after_outage)
+        self.study_id = self.patience.call(lambda: storage.optuna.get_study_id_from_name(study.study_name))
         self.me = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.timeout = heartbeat_timeout
         self._last_beat = 0.0
@@ -101,10 +119,18 @@ class Ledger:
         self.lost: set[str] = set()         # held ones that others took over while this process was silent
         self._template = None               # combination, cid -> what its trial holds (claim_planned's)
         self._cursor = (None, 0)            # (candidates, index of the first not finished for good)
+        self._orphans: list[int] = []       # RUNNING trials of a claim round that failed halfway
+        self._finishing: set[str] = set()   # claims whose recording was attempted (a retry checks first)
         if beat:  # a reader (evaluate.py) does not count as a process working on the study
             self.beat(force=True)
+        self.joined = time.monotonic()  # when the others could first see this process
+
+    def _after_outage(self) -> None:
+        """Nobody could be watched while the storage was down: every other process's silence counts from now."""
+        self._seen.clear()
 
     # -- heartbeats
+    @patiently
     def beat(self, force: bool = False) -> None:
         """Tell the other processes this one is alive (every quarter of the timeout), and what it holds."""
         now = time.time()
@@ -113,7 +139,7 @@ class Ledger:
                 self._check_declared_stopped()
             self.storage.optuna.set_study_system_attr(
                 self.study_id, f"claimant:{self.me}",
-                {"host": HOST, "pid": os.getpid(), "beat": now, "holds": sorted(self.holds)})
+                {"host": HOST, "pid": os.getpid(), "beat": now, "cpus": self.cpus, "holds": sorted(self.holds)})
             self._last_beat = now
 
     def _check_declared_stopped(self) -> None:
@@ -145,6 +171,7 @@ class Ledger:
         return now - since < self.timeout
 
     # -- reading the study
+    @patiently
     def refresh(self, take_over: bool = False):
         """Classify every combination; with take_over, fail the trials of processes that went silent.
 
@@ -154,7 +181,7 @@ class Ledger:
         now = time.time()
         beats = self.storage.optuna.get_study_system_attrs(self.study_id)
         status = Status(records=self._records, failed=self._failed, earlier=self._earlier)
-        live = {self.me}
+        live = {self.me: self.cpus}
         trials = self.storage.optuna.get_all_trials(self.study_id, deepcopy=False)
         if len(trials) < self._seen_trials:  # not the study this ledger read before: start over
             self._records, self._failed, self._earlier, self._open, self._seen_trials = {}, {}, {}, [], 0
@@ -183,7 +210,8 @@ class Ledger:
                 claimant = trial.system_attrs.get("claimant")
                 if self._alive(claimant, beats, now):
                     status.claimed[cid] = trial
-                    live.add(claimant)
+                    status.held_here += claimant == self.me
+                    live.setdefault(claimant, beats.get(f"claimant:{claimant}", {}).get("cpus", 1))
                 elif take_over:
                     self._fail_stale(trial, claimant)
             else:
@@ -193,12 +221,13 @@ class Ledger:
                 continue
             claimant = key[len("claimant:"):]
             if self._alive(claimant, beats, now):
-                live.add(claimant)
+                live[claimant] = record.get("cpus", 1)
                 status.claimed.update(dict.fromkeys(record.get("holds", ())))
             elif take_over and record.get("holds"):
                 self._declare_stopped(claimant, record, status)
         status.claimed.update(dict.fromkeys(self.holds))
-        status.claimants = len(live)
+        status.held_here += len(self.holds)
+        status.claimants, status.live_cpus = len(live), sum(live.values())
         # a combination recorded elsewhere is no longer "claimed" (a late duplicate record is ignored)
         for cid in list(status.claimed):
             if cid in status.records:
@@ -223,6 +252,21 @@ class Ledger:
         self.taken_over += [cid for cid in record["holds"] if cid not in status.records and cid not in status.failed]
 
     # -- claiming
+    def fair_share(self, status: Status, free: int) -> int:
+        """How many of `free` combinations this process may claim now.
+
+        Its CPU_COUNT's part of the work nobody has finished (free, and held
+        by live processes), less what it holds already. Alone on a shared
+        database, at most half of what is free: a process joining later
+        then finds some. At least one while anything is free.
+        """
+        unfinished = free + len(status.claimed)
+        share = -(-unfinished * self.cpus // max(status.live_cpus, self.cpus)) - status.held_here
+        if self.sharing and status.claimants == 1:
+            share = min(share, -(-free // 2))
+        return max(1, share) if free else 0
+
+    @patiently
     def claim_planned(self, candidates: list[tuple[str, dict]], limit: int, trial_template,
                       running_trials: bool = False) -> tuple[list[Claim], Status]:
         """Claim up to `limit` of `candidates` (cid, combination) that nobody has done or holds, in order.
@@ -230,24 +274,45 @@ class Ledger:
         Held in the heartbeat record (one record for the round), or with
         `running_trials` as a RUNNING trial each (for a pruner's reports).
         """
-        with self.storage.lock():
-            status, _ = self.refresh(take_over=True)
-            # leave the others a share when several processes work on this study
-            open_count = len(candidates) - len(status.records) - len(status.failed) - len(status.claimed)
-            share = max(1, -(-open_count // status.claimants))
-            picked = self._first_free(candidates, status, min(limit, share))
-            self._template = trial_template
-            if running_trials:
-                claims = [Claim(self._create_trial(self._running_trial(combination, cid)), combination, cid)
-                          for cid, combination in picked]
-            else:
-                claims = [Claim(None, combination, cid, earlier=status.earlier.get(cid))
-                          for cid, combination in picked]
-                if claims:
-                    self.holds.update(c.cid for c in claims)
-                    self.beat(force=True)
-            status.claimed.update(dict.fromkeys(c.cid for c in claims))
+        new: set[str] = set()
+        try:
+            with self.storage.lock():
+                self._fail_orphans()
+                status, _ = self.refresh(take_over=True)
+                free = len(candidates) - len(status.records) - len(status.failed) - len(status.claimed)
+                picked = self._first_free(candidates, status, min(limit, self.fair_share(status, free)))
+                self._template = trial_template
+                if running_trials:
+                    claims = []
+                    for cid, combination in picked:
+                        trial_id = self._create_trial(self._running_trial(combination, cid))
+                        self._orphans.append(trial_id)  # until the round is complete
+                        claims.append(Claim(trial_id, combination, cid))
+                else:
+                    claims = [Claim(None, combination, cid, earlier=status.earlier.get(cid))
+                              for cid, combination in picked]
+                    new = {c.cid for c in claims} - self.holds
+                    if new:
+                        self.holds |= new
+                        self.beat(force=True)
+                status.claimed.update(dict.fromkeys(c.cid for c in claims))
+        except BaseException:
+            # the round failed somewhere, the lock's release included: none of it was claimed. (A heartbeat
+            # that did go out lists them until the next one; its RUNNING trials are failed next round.)
+            self.holds -= new
+            raise
+        self._orphans = []
         return claims, status
+
+    def _fail_orphans(self) -> None:
+        """Fail the RUNNING trials of a claim round that an outage cut short (nobody trains them)."""
+        while self._orphans:
+            try:
+                self.storage.optuna.set_trial_system_attr(self._orphans[-1], "abandoned", True)
+                self.storage.optuna.set_trial_state_values(self._orphans[-1], TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                pass
+            self._orphans.pop()
 
     def _first_free(self, candidates: list[tuple[str, dict]], status: Status, count: int) -> list[tuple[str, dict]]:
         """The first `count` candidates nobody has done or holds.
@@ -292,6 +357,7 @@ class Ledger:
     def _create_trial(self, trial) -> int:
         return self.storage.optuna.create_new_trial(self.study_id, template_trial=trial)
 
+    @patiently
     def claim_asked(self, count: int, budget: int, suggest, trial_template,
                     max_duplicates: int = 50) -> tuple[list[Claim], Status, bool]:
         """Ask the sampler for up to `count` new combinations within `budget` in all.
@@ -299,12 +365,15 @@ class Ledger:
         Returns (claims, status, exhausted): exhausted when the sampler keeps
         proposing combinations that were already tried (a small space).
         """
-        claims, duplicates = [], 0
+        claims, duplicates, exhausted = [], 0, False
         with self.storage.lock():
+            self._fail_orphans()
             status, _ = self.refresh(take_over=True)
+            count = min(count, self.fair_share(status, budget - status.used))
             while len(claims) < count and status.used < budget:
                 trial = self.study.ask()
                 trial_id = self._trial_id(trial)
+                self._orphans.append(trial_id)  # until the round is complete
                 self.storage.optuna.set_trial_system_attr(trial_id, "claimant", self.me)
                 combination, cid = suggest(trial)
                 self.storage.optuna.set_trial_user_attr(trial_id, "combination", cid)
@@ -312,18 +381,22 @@ class Ledger:
                     # the same point again: recorded as a failed trial (not trained twice), and ask again
                     self.storage.optuna.set_trial_system_attr(trial_id, "duplicate_of", cid)
                     self.storage.optuna.set_trial_state_values(trial_id, TrialState.FAIL)
+                    self._orphans.remove(trial_id)
                     duplicates += 1
                     if duplicates >= max_duplicates:
-                        return claims, status, True
+                        exhausted = True
+                        break
                     continue
                 for key, value in trial_template(combination, cid)["user_attrs"].items():
                     if key != "combination":
                         self.storage.optuna.set_trial_user_attr(trial_id, key, value)
                 status.claimed[cid] = trial
                 claims.append(Claim(trial_id, combination, cid))
-        return claims, status, False
+        self._orphans = []
+        return claims, status, exhausted
 
     # -- results
+    @patiently
     def finish(self, claim: Claim, state, value: float | None, user_attrs: dict) -> bool:
         """Record a finished claim. False if this process had lost it (another took it over meanwhile).
 
@@ -335,23 +408,39 @@ class Ledger:
         rounding, and the first record is the one read.)
         """
         storage = self.storage.optuna
+        if claim.cid in self._finishing and self._recorded_by_me(claim):
+            self._finishing.discard(claim.cid)  # the attempt an outage cut short had been written after all
+            self.holds.discard(claim.cid)
+            return True
+        self._finishing.add(claim.cid)
         if claim.trial_id is None:
             self.beat()  # after a long silence, this finds out whether the claim was taken over
             if claim.cid in self.lost:
+                self._finishing.discard(claim.cid)
                 self._note_lost(claim.cid)
                 return False
             self._create_trial(self._frozen_trial(state, value, claim.combination, claim.cid, claim.since,
                                                   time.time(), user_attrs))
+            self._finishing.discard(claim.cid)
             self.holds.discard(claim.cid)
             return True
+        self._finishing.discard(claim.cid)
         try:
             for key, val in user_attrs.items():
                 storage.set_trial_user_attr(claim.trial_id, key, val)
             storage.set_trial_state_values(claim.trial_id, state, None if value is None else [value])
         except UpdateFinishedTrialError:
-            self._note_lost(claim.cid)
+            if storage.get_trial(claim.trial_id).state in (TrialState.COMPLETE, TrialState.PRUNED):
+                return True  # only its claimant finishes a trial: this process, before an outage cut the reply
+            self._note_lost(claim.cid)  # failed as stale by another process
             return False
         return True
+
+    def _recorded_by_me(self, claim: Claim) -> bool:
+        """Whether this process's record of `claim` reached the study (before an outage cut the reply short)."""
+        status, _ = self.refresh()
+        trial = status.records.get(claim.cid)
+        return trial is not None and trial.system_attrs.get("claimant") == self.me
 
     def _note_lost(self, cid: str) -> None:
         print(f"note: combination {cid} was taken over by another process while this one trained "

@@ -7,7 +7,6 @@ import sys
 from optuna.trial import TrialState
 
 from inputs.errors import DataError
-from records.ledger import Ledger
 from records.storage import open_study
 from sweep.pool import Pool
 from sweep.recorder import (
@@ -53,8 +52,8 @@ def confirm(sweep) -> int:
     # grown sweep whose top changes trains only the newcomers (and only the missing reruns of a grown RERUN_COUNT)
     fingerprint = {**sweep.fingerprint, "TEST_CSV": file_digest(settings.test_csv)}
     name = "confirmation" if sweep.storage_url is None else f"{sweep.study_name}:confirmation"
-    study = open_study(sweep.storage, name, fingerprint)
-    ledger = Ledger(sweep.storage, study, settings.heartbeat_timeout, reruns=settings.rerun_count)
+    study = sweep.ledger.patience.call(lambda: open_study(sweep.storage, name, fingerprint))
+    ledger = sweep.new_ledger(study)
     by_id = {cid: recorder.params[cid] for cid in top}
     status, _ = ledger.refresh()
     new = [cid for cid in top if cid not in status.records]

@@ -54,7 +54,8 @@ def finish(sweep) -> int:
         (sweep.recorder.confirmation_test, sweep.confirmation_split)
     result = write_summary(sweep.run_dir, sweep.settings, ranking, confirmation, (sweep.test, sweep.data["splits"]),
                            tested, {"completed": completed, "pruned": pruned, "failed": failed}, sweep.timing)
-    write_report(sweep.run_dir, ranking, sweep.recorder.study)
+    # the study's trials give the completion order and the importances: a read that rides out an outage
+    sweep.ledger.patience.call(lambda: write_report(sweep.run_dir, ranking, sweep.recorder.study))
     print(f"Report with plots: {sweep.run_dir / 'report.md'}")
     print(f"\n{headline(result)}\n{result.reason}")
     return 0

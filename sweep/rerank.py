@@ -19,7 +19,8 @@ from ranking.summary import write_summary
 from ranking.table import print_ranking
 from ranking.verdict import headline
 from records.ledger import Ledger, reruns_in
-from records.storage import open_storage, open_study
+from records.outage import StorageUnavailable, describe
+from records.storage import open_storage, open_study, redact
 from sweep.plan import combination_id, planned_combinations
 from sweep.recorder import Recorder, first_reruns, permutation_counts
 from sweep.rows import (
@@ -54,8 +55,13 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
     # the combinations the latest config plans (a study keeps those of a wider earlier grid too)
     planned = {combination_id(c) for c in planned_combinations(settings)} if settings.planned else None
     recorder = Recorder(run_dir, study, settings, [], test, planned)
-    status, trials = Ledger(storage, study, heartbeat_timeout=60, beat=False,
-                            reruns=settings.rerun_count).refresh()
+    try:  # a reader waits for no outage: it says so at once
+        status, trials = Ledger(storage, study, heartbeat_timeout=60, beat=False, reruns=settings.rerun_count,
+                                patience=0).refresh()
+    except StorageUnavailable as err:
+        print(f"error: the study's storage {redact(url) if url else run_dir / 'study.journal'} does not answer "
+              f"({describe(err.error)}). Try again when it does.", file=sys.stderr)
+        return 3
     recorder.sync(trials)
     if not recorder.rows:
         print(f"error: the study {name!r} has no finished combination yet.", file=sys.stderr)

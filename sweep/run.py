@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
 import signal
 import sys
 import time
@@ -24,7 +25,8 @@ from tqdm import tqdm
 from inputs.atomic import atomic_write_text, remove_abandoned_temporaries
 from inputs.settings import Settings
 from records.ledger import Ledger
-from records.storage import open_storage, open_study
+from records.outage import StorageUnavailable, describe
+from records.storage import open_storage, open_study, redact
 from sweep import plan
 from sweep.confirm import confirm
 from sweep.finish import finish
@@ -45,6 +47,8 @@ from sweep.rows import (
     too_few_blocks,
 )
 from sweep.samplers import make_pruner, make_sampler, suggest_combination
+
+JOIN_SECONDS = 1.0  # on a shared database, the wait from the first heartbeat to the first claim
 
 
 class Sweep:
@@ -72,6 +76,13 @@ class Sweep:
 
     # ------------------------------------------------------------------ run
     def run(self) -> int:
+        """The whole sweep; the exit code (0, 1: every combination failed, 2: bad input, 3: storage gone, 130)."""
+        try:
+            return self._run()
+        except StorageUnavailable as err:
+            return self._gave_up(err)
+
+    def _run(self) -> int:
         if self.storage_url is not None:  # an unreachable database is reported before anything is written
             self.storage = open_storage(self.storage_url, self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +96,7 @@ class Sweep:
             study.set_user_attr("run", run_record(self.settings))
         atomic_write_text(self.settings.config_path.read_text(), self.run_dir / "config.py")
         atomic_write_text(json.dumps(run_record(self.settings), indent=2), self.run_dir / "run.json")
-        self.ledger = Ledger(self.storage, study, self.settings.heartbeat_timeout, reruns=self.settings.rerun_count)
+        self.ledger = self.new_ledger(study)
         planned = {cid for cid, _ in self.candidates} if self.settings.planned else None
         self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"], self.test, planned)
         status, trials = self.ledger.refresh()
@@ -103,6 +114,9 @@ class Sweep:
         self.stop_requested = False
         previous = signal.signal(signal.SIGINT, self._on_interrupt)
         try:
+            if self.storage_url is not None:
+                # machines started together see each other's heartbeats before the first claim, and split it
+                time.sleep(max(0.0, JOIN_SECONDS - (time.monotonic() - self.ledger.joined)))
             wall, cpu = time.monotonic(), time.process_time()
             self._drive(self.ledger, self._claim_sweep, self._record_sweep, self.pool)
             # what this process spent orchestrating (claiming, recording, dispatching, CSVs) while
@@ -130,6 +144,26 @@ class Sweep:
             self.ledger.leave()
         stop_workers()  # all training is done
         return finish(self)
+
+    def new_ledger(self, study):
+        """This process's ledger of `study` (the sweep's, or the confirmation's)."""
+        return Ledger(self.storage, study, self.settings.heartbeat_timeout, reruns=self.settings.rerun_count,
+                      cpus=self.settings.cpu_count, sharing=self.storage_url is not None,
+                      patience=self.settings.storage_retry_seconds)
+
+    def _gave_up(self, err: StorageUnavailable) -> int:
+        """The storage stayed down past STORAGE_RETRY_SECONDS: stop, say what is safe and how to go on."""
+        if hasattr(self, "pool"):
+            self.pool.stop()
+        if hasattr(self, "recorder"):
+            self.recorder.flush(force=True)
+        where = redact(self.storage_url) if self.storage_url else str(self.run_dir / "study.journal")
+        print(f"\nerror: the study's storage {where} did not answer for {err.seconds:.0f} s "
+              f"({describe(err.error)}), longer than STORAGE_RETRY_SECONDS = "
+              f"{self.settings.storage_retry_seconds:g}, so this run stops. Every combination recorded before "
+              f"is safe in the study; the trainings in flight are dropped and will run again. When the storage "
+              f"answers again, resume with:  {resume_command()}", file=sys.stderr)
+        return 3
 
     # ---------------------------------------------------------- the loop
     def _drive(self, ledger, claim, record, pool) -> None:
@@ -260,10 +294,9 @@ class Sweep:
         self.bar.close()
         self._sync()
         self.recorder.flush(force=True)
-        command = " ".join([Path(sys.executable).name, *sys.argv]) if sys.argv and sys.argv[0] else "python search.py"
         print(f"\nInterrupted: {len(self.recorder.finished)} of {self.total} combinations are "
               f"finished and saved in {self.run_dir} (the trainings in flight were dropped).\n"
-              f"Resume with:  {command}", file=sys.stderr)
+              f"Resume with:  {resume_command()}", file=sys.stderr)
         return 130
 
     def _collect(self, future, task: list[dict], record) -> list[list[dict]]:
@@ -339,6 +372,19 @@ class Sweep:
             payload["prune"] = {"storage": self.storage.spec, "study": self.study_name, "trial_id": claim.trial_id,
                                 "pruner": self.settings.pruner, "max_epochs": task[0]["params"]["max_epochs"]}
         return payload
+
+
+def resume_command() -> str:
+    """This process's command line, to run again: a --storage URL without its password."""
+    if not sys.argv or not sys.argv[0]:
+        return "python search.py"
+    shown = []
+    for arg in sys.argv:
+        if "://" in arg:
+            key, eq, url = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+            arg = key + eq + redact(url)
+        shown.append(shlex.quote(arg))
+    return " ".join([Path(sys.executable).name, *shown])
 
 
 def _round_size(settings: Settings, cpu_count: int, folds: int) -> int:
