@@ -87,6 +87,7 @@ class Recorder:
     # -- taking results in
     def sync(self, trials) -> None:
         """Take in the finished combinations and recorded failures of the study's trials."""
+        finished = {}
         for trial in trials:
             if trial.number in self._synced or not trial.state.is_finished():
                 continue
@@ -99,24 +100,30 @@ class Recorder:
             if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and "reruns" in trial.user_attrs:
                 if reruns_in(trial) < self.settings.rerun_count:
                     continue  # some of its reruns: the sweep trains the others, then records it whole
-                self.keep(cid, *first_reruns(trial.user_attrs, self.settings.rerun_count),
-                          trial.user_attrs.get("params"))
+                finished[cid] = (*first_reruns(trial.user_attrs, self.settings.rerun_count),
+                                 trial.user_attrs.get("params"))
             elif trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
                     not any(e["combination"] == cid and e["outcome"] == "failed" for e in self.errors):
                 self.errors.append({"combination": cid, **_columns_of(trial.user_attrs), "outcome": "failed",
                                     "error": trial.user_attrs["error"], "traceback": trial.user_attrs["traceback"]})
                 self._dirty = True
+        items = list(finished.items())
+        for start in range(0, len(items), 256):  # scored in batches (permutation_counts_of)
+            chunk = items[start:start + 256]
+            counts = permutation_counts_of(self.test, [(reruns, bits) for _, (reruns, bits, _) in chunk])
+            for (cid, (reruns, bits, params)), row in zip(chunk, counts):
+                self.keep(cid, reruns, bits, params, counts=row, scored=True)
 
     def keep(self, cid: str, reruns: list[dict], bits: list, params: dict | None = None,
-             counts: np.ndarray | None = None) -> None:
-        """One finished combination's reruns, and its permutation counts from their packed predictions.
+             counts: np.ndarray | None = None, scored: bool = False) -> None:
+        """One finished combination's reruns, and its permutation counts (computed here unless `scored`).
 
         The predictions themselves stay in the study only: the counts are all the ranking needs.
         """
         self.rows[cid] = reruns
         if params is not None:
             self.params[cid] = params
-        self.counts[cid] = counts if counts is not None else permutation_counts(self.test, reruns, bits)
+        self.counts[cid] = counts if scored else permutation_counts(self.test, reruns, bits)
         p = p_value_of(self.test, self.counts[cid])
         self.best_p = p if self.best_p is None else min(self.best_p, p)
         self._ranking = None
@@ -347,10 +354,26 @@ def permutation_counts(test: PermutationTest, reruns: list[dict], bits: list) ->
 
     None for a pruned combination: it is ranked with p = 1 (no evidence), as if never better than chance.
     """
-    if any(r.get("status") == "pruned" for r in reruns):
-        return None
-    kept = [_as_bytes(b) for r, b in zip(reruns, bits) if not r["diverged"]]
-    return test.counts(pooled_predictions(kept, len(test.labels)))[0]
+    return permutation_counts_of(test, [(reruns, bits)])[0]
+
+
+def permutation_counts_of(test: PermutationTest, combinations: list[tuple[list[dict], list]]) -> list:
+    """permutation_counts of several combinations ((reruns, bits) each) at once.
+
+    Scoring is a product with the labels of every order ([rows, orders],
+    ~10 MB on a year of 48 tickers): one product for a whole task's
+    combinations reads it once instead of once per combination, which was
+    most of what the main process spent per combination on a big grid.
+    """
+    scored = [i for i, (reruns, _) in enumerate(combinations)
+              if not any(r.get("status") == "pruned" for r in reruns)]
+    out = [None] * len(combinations)
+    if scored:
+        pooled = np.stack([pooled_predictions([_as_bytes(b) for r, b in zip(*combinations[i]) if not r["diverged"]],
+                                              len(test.labels)) for i in scored])
+        for i, row in zip(scored, test.counts(pooled)):
+            out[i] = row
+    return out
 
 
 def p_value_of(test: PermutationTest, counts: np.ndarray | None) -> float:

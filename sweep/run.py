@@ -34,7 +34,7 @@ from sweep.pool import Pool, stop_workers
 from sweep.recorder import (
     Recorder,
     p_value_of,
-    permutation_counts,
+    permutation_counts_of,
     stored_rows,
     trial_value,
     with_earlier,
@@ -262,15 +262,16 @@ class Sweep:
         """Record a finished task of the sweep; returns how many combinations it completed."""
         completed = self.recorder.add_results(results, {(t["combination"], t["rerun"]): t for t in task},
                                               fold=task[0]["fold"])
-        for cid, reruns, bits in completed:
+        merged = [(cid, *with_earlier(self.claims[cid].earlier, reruns, bits, self.settings.rerun_count))
+                  for cid, reruns, bits in completed]
+        scored = permutation_counts_of(self.test, [(reruns, bits) for _, reruns, bits in merged])  # None: pruned
+        for (cid, reruns, bits), counts in zip(merged, scored):
             claim = self.claims.pop(cid)
-            reruns, bits = with_earlier(claim.earlier, reruns, bits, self.settings.rerun_count)
-            counts = permutation_counts(self.test, reruns, bits)  # None when pruned
             p = p_value_of(self.test, counts)
             value = None if counts is None else trial_value(p)
             if self.ledger.finish(claim, TrialState.COMPLETE if counts is not None else TrialState.PRUNED, value,
                                   {"reruns": stored_rows(reruns, bits), "p_value": p}):
-                self.recorder.keep(cid, reruns, bits, counts=counts)
+                self.recorder.keep(cid, reruns, bits, counts=counts, scored=True)
         if self.recorder.best_p is not None:
             self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
         return len(completed)

@@ -91,6 +91,26 @@ def test_few_blocks_are_enumerated_and_many_are_drawn():
     np.testing.assert_array_equal(drawn, block_orders(12, permutations=99, seed=0))  # the same in every run
 
 
+def test_every_order_is_ranked_by_its_binomial_tail_with_and_without_missing_tickers():
+    """counts() for every order, against scipy's tail: all tickers present (ranked by hits, the same order)
+    and a ticker that starts late (each order with its own rows and positive rate)."""
+    rng = np.random.default_rng(11)
+    dates = np.repeat(np.arange(np.datetime64("2021-01-04"), np.datetime64("2021-03-01")), 3)
+    dates = dates[np.is_busday(dates)]
+    tickers = np.tile(np.array(["A", "B", "C"]), len(dates) // 3)
+    for late in (False, True):
+        keep = ~((tickers == "C") & (dates < np.datetime64("2021-02-01"))) if late else np.ones(len(dates), bool)
+        d, t = dates[keep], tickers[keep]
+        labels = (rng.uniform(size=len(d)) < 0.35).astype(int)
+        pooled = (rng.uniform(size=(3, len(d))) < 0.3).sum(axis=0).astype(np.float32)
+        test = PermutationTest(labels, date_blocks(d, t, horizon=3), permutations=299, seed=2)
+        assert (test.mask is not None) == late
+        mask = test.mask if late else np.ones_like(test.labels)
+        hits, n = np.rint(pooled @ test.labels), np.rint(pooled @ mask)
+        tails = np.where(hits > 0, stats.binom.sf(hits - 1, n, test.rate), 1.0)
+        np.testing.assert_array_equal(test.counts(pooled)[0], stats.rankdata(tails, method="max"))
+
+
 def test_a_ticker_missing_on_the_source_date_is_left_out_of_that_order():
     # ticker B starts on the third date: when its rows' labels come from the first two dates, they count nothing
     days = np.array(["2021-01-04", "2021-01-05", "2021-01-06", "2021-01-06", "2021-01-07", "2021-01-07"],
