@@ -1,6 +1,6 @@
-"""Benchmark: orchestration overhead on a big grid of tiny trainings (issue 3's scale check).
+"""Benchmark: orchestration overhead and memory on a big grid of tiny trainings.
 
-    python -m bench.scale                      # 10,000 combinations (a few minutes on 2 cores)
+    python -m bench.scale                      # 2,000 and 20,000 combinations (a few minutes on 2 cores)
     python -m bench.scale --combinations 1000
 
 A grid of 1-epoch trainings of a tiny model (one hidden layer of 15 units)
@@ -10,15 +10,18 @@ dispatching, scoring, recording, rewriting the CSVs) weighs as much as it
 ever can against the training itself. Reported: the main process's CPU
 time during the sweep as a share of the sweep's wall time (on a machine
 whose cores all train, that is what it takes from the workers), its
-peak memory, and both per 1,000 combinations. With two or more grid sizes,
+peak memory, and both per 1,000 combinations; also its share of the whole
+machine (CPU time over wall time x cores). With two or more grid sizes,
 also the marginal cost of one more combination (the difference between the
 sizes, so that once-per-run costs such as importing the report's libraries
-drop out) and the share of the largest sweep's wall time it adds up to.
+drop out), the share of the largest sweep's wall time it adds up to, and
+the peak memory added per 1,000 combinations.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -60,14 +63,25 @@ def run(combinations: int) -> dict:
     return {"combinations": n, "total_seconds": round(total, 1), "sweep_seconds": sweep["seconds"],
             "main_cpu_seconds": sweep["main_process_cpu_seconds"],
             "overhead_share": round(sweep["main_process_cpu_seconds"] / sweep["seconds"], 4),
+            # the issue's measure: its CPU time over wall time x the machine's cores
+            "machine_share": round(sweep["main_process_cpu_seconds"] / (sweep["seconds"] * (os.cpu_count() or 1)), 4),
             "main_cpu_ms_per_combination": round(sweep["main_process_cpu_seconds"] / n * 1e3, 3),
             "main_peak_mib": sweep["main_process_peak_mib"]}
 
 
+def marginal(small: dict, big: dict) -> dict:
+    """What one more combination costs the main process, from two grid sizes: CPU time and peak memory."""
+    more = big["combinations"] - small["combinations"]
+    cpu = (big["main_cpu_seconds"] - small["main_cpu_seconds"]) / more
+    return {"marginal_main_cpu_ms_per_combination": round(cpu * 1e3, 3),
+            "marginal_share_at_largest": round(cpu * big["combinations"] / big["sweep_seconds"], 4),
+            "peak_mib_per_1000_combinations": round((big["main_peak_mib"] - small["main_peak_mib"]) / more * 1e3, 2)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--combinations", default="1000,10000",
-                        help="comma-separated grid sizes (default: 1000,10000)")
+    parser.add_argument("--combinations", default="2000,20000",
+                        help="comma-separated grid sizes (default: 2000,20000)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -76,10 +90,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     if len(rows) >= 2:
-        small, big = rows[0], rows[-1]
-        marginal = (big["main_cpu_seconds"] - small["main_cpu_seconds"]) / (big["combinations"] - small["combinations"])
-        row = {"marginal_main_cpu_ms_per_combination": round(marginal * 1e3, 3),
-               "marginal_share_at_largest": round(marginal * big["combinations"] / big["sweep_seconds"], 4)}
+        row = marginal(rows[0], rows[-1])
         rows.append(row)
         print(json.dumps(row), flush=True)
     (OUT / "scale.json").write_text(json.dumps(rows, indent=2))

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from inputs.hyperparameters import HYPERPARAMETERS
-from ranking.significance import bh_q_values, family_wise_p_values
+from ranking.significance import KeptCounts, bh_q_values
 
 COUNT_COLUMNS = ["tp", "fp", "tn", "fn"]
 RERUN_COLUMNS = ["combination", "rerun", "seed", *HYPERPARAMETERS, "tp", "fp", "tn", "fn",
@@ -18,13 +18,13 @@ RANKING_COLUMNS = ["rank", "combination", *HYPERPARAMETERS, "p_value", "q_value"
                    *COUNT_COLUMNS, "reruns", "diverged", "seconds", "status", "epochs"]
 
 
-def rank_combinations(reruns: pd.DataFrame, counts: dict, orders: int,
+def rank_combinations(reruns: pd.DataFrame, counts: KeptCounts,
                       false_discovery_rate: float = 0.05) -> pd.DataFrame:
     """One row per combination, sorted by its block permutation p-value.
 
-    reruns: one row per training (reruns.csv). counts: combination -> its
-    row of PermutationTest.counts (None when pruned: p = 1); orders: how many
-    label orders the test has. The counts are the reruns' own, summed over
+    reruns: one row per training (reruns.csv). counts: what is kept of the
+    combinations' rows of PermutationTest.counts (a pruned one: p = 1), for
+    the same combinations. The tp/fp/tn/fn counts are the reruns' own, summed over
     those that did not diverge, and the precision is tp / (tp + fp) of those
     sums (empty when nothing was predicted). Ties (equal p-values, common at
     the smallest p-value the test can give and at p = 1) are broken by the
@@ -38,11 +38,10 @@ def rank_combinations(reruns: pd.DataFrame, counts: dict, orders: int,
     diverged = reruns["diverged"].astype(bool)
     pooled = reruns[~diverged].groupby("combination")[COUNT_COLUMNS].sum()
     pooled = pooled.reindex(table.index, fill_value=0).astype(np.int64)
-    matrix = np.stack([np.full(orders, orders) if counts.get(cid) is None else counts[cid] for cid in table.index])
-    table["p_value"] = matrix[:, 0] / orders
+    table["p_value"] = counts.p_values(table.index)
     table["q_value"] = bh_q_values(table["p_value"].to_numpy())
     table["significant_fdr"] = table["q_value"] <= false_discovery_rate
-    table["p_value_family_wise"] = family_wise_p_values(matrix)
+    table["p_value_family_wise"] = counts.family_wise(table.index)
     table["p_value_independent_rows"] = grouped["p_value_independent_rows"].median()
     predicted = pooled["tp"] + pooled["fp"]
     table["precision"] = (pooled["tp"] / predicted.where(predicted > 0)).astype(float)
@@ -84,17 +83,17 @@ def print_ranking(ranking: pd.DataFrame, top: int = 10, file=sys.stdout) -> None
         print(ranking[columns].head(top).to_string(index=False), file=file)
 
 
-def reruns_table(rows: list[dict]) -> pd.DataFrame:
+def reruns_table(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     """reruns.csv's rows as a table, with each training's evaluation rows' positive rate."""
     table = pd.DataFrame(rows)
     table["positive_rate"] = (table["tp"] + table["fn"]) / table[COUNT_COLUMNS].sum(axis=1)
     return table
 
 
-def confirmation_table(ranking: pd.DataFrame, reruns: pd.DataFrame, counts: dict, orders: int,
+def confirmation_table(ranking: pd.DataFrame, reruns: pd.DataFrame, counts: KeptCounts,
                        false_discovery_rate: float) -> pd.DataFrame:
     """confirmation.csv: the confirmed combinations ranked by their test p-value, corrections across them."""
-    table = rank_combinations(reruns, counts, orders, false_discovery_rate)
+    table = rank_combinations(reruns, counts, false_discovery_rate)
     validation = ranking.set_index("combination")
     table = table.rename(columns={"p_value": "p_value_test", "p_value_family_wise": "p_value_test_family_wise"})
     table.insert(2, "validation_rank", validation.loc[table["combination"], "rank"].to_numpy())

@@ -28,7 +28,7 @@ from inputs.hyperparameters import (
 from inputs.settings import Settings
 from inputs.space import Range
 from ranking.scores import score_counts
-from ranking.significance import PermutationTest, pooled_predictions
+from ranking.significance import KeptCounts, PermutationTest, pooled_predictions
 from ranking.table import (
     ERROR_COLUMNS,
     RERUN_COLUMNS,
@@ -63,11 +63,12 @@ class Recorder:
         self.planned = planned
         self.fold_rows = fold_rows
         self.test = test                             # the ranked rows' block permutation test
-        self.counts: dict[str, np.ndarray | None] = {}  # combination -> its row of test.counts (None: pruned)
+        self.counts = KeptCounts(test.orders)            # what the ranking needs of each row of test.counts
         self.confirmation_test: PermutationTest | None = None
-        self.confirmation_counts: dict[str, np.ndarray | None] = {}
+        self.confirmation_counts: KeptCounts | None = None
         self.partial: dict[str, dict[tuple[int, int], dict]] = {}  # combination -> (rerun, fold) -> result
-        self.rows: dict[str, list[dict]] = {}        # combination -> its scored reruns
+        self.rows: dict[str, list[dict]] = {}        # combination -> its scored reruns, without the columns
+        self.columns: dict[str, tuple] = {}          # combination -> its hyperparameter columns (HYPERPARAMETERS)
         self.params: dict[str, dict] = {}            # combination -> its hyperparameters
         self.confirmation_rows: list[dict] = []
         self.errors: list[dict] = []
@@ -120,11 +121,15 @@ class Recorder:
 
         The predictions themselves stay in the study only: the counts are all the ranking needs.
         """
-        self.rows[cid] = reruns
+        # the hyperparameter columns once per combination, not once per rerun: a big sweep
+        # keeps every combination's rows, and the columns were more than half of each
+        self.columns[cid] = tuple(reruns[0].get(name) for name in HYPERPARAMETERS)
+        self.rows[cid] = [{k: v for k, v in row.items() if k not in HYPERPARAMETERS} for row in reruns]
         if params is not None:
             self.params[cid] = params
-        self.counts[cid] = counts if scored else permutation_counts(self.test, reruns, bits)
-        p = p_value_of(self.test, self.counts[cid])
+        counts = counts if scored else permutation_counts(self.test, reruns, bits)
+        self.counts.add(cid, counts)
+        p = p_value_of(self.test, counts)
         self.best_p = p if self.best_p is None else min(self.best_p, p)
         self._ranking = None
         self._dirty = True
@@ -214,7 +219,8 @@ class Recorder:
         """The top combinations' reruns on the test file and their permutation counts there.
 
         They fill p_value_test and confirmation.csv."""
-        self.confirmation_test, self.confirmation_rows, self.confirmation_counts = test, rows, counts
+        self.confirmation_test, self.confirmation_rows = test, rows
+        self.confirmation_counts = KeptCounts.of(counts, test.orders)
         self._ranking = None
         self._dirty = True
 
@@ -263,7 +269,7 @@ class Recorder:
         """The ranking, computed from `reruns` (this run's _reruns_table, if the caller has it) where not kept."""
         if self._ranking is None and self.rows:
             ranking = rank_combinations(self._reruns_table() if reruns is None else reruns, self.counts,
-                                        self.test.orders, self.settings.false_discovery_rate)
+                                        self.settings.false_discovery_rate)
             self._confirmation = self._confirmation_table(ranking)
             self._ranking = label_sources(ranking, self.settings.selection, self._confirmation)
         return self._ranking
@@ -277,10 +283,12 @@ class Recorder:
         if not self.confirmation_rows:
             return None
         return confirmation_table(ranking, reruns_table(self.confirmation_rows), self.confirmation_counts,
-                                  self.confirmation_test.orders, self.settings.false_discovery_rate)
+                                  self.settings.false_discovery_rate)
 
     def _reruns_table(self):
-        return reruns_table([row for reruns in self.rows.values() for row in reruns])
+        columns = pd.DataFrame(list(self.columns.values()), index=list(self.columns), columns=list(HYPERPARAMETERS))
+        rows = pd.DataFrame([row for reruns in self.rows.values() for row in reruns])
+        return reruns_table(rows.join(columns, on="combination"))
 
     def flush(self, force: bool) -> None:
         """Rewrite the CSVs (atomically) if something changed and enough time passed."""

@@ -8,7 +8,9 @@ from statsmodels.stats.multitest import multipletests
 
 from bench.market import simulate_market, windows
 from ranking.significance import (
+    KeptCounts,
     PermutationTest,
+    at_least_as_many,
     bh_q_values,
     block_orders,
     date_blocks,
@@ -185,3 +187,22 @@ def test_planted_stock_picking_skill_gives_small_p_values():
         test = PermutationTest(y, date_blocks(dates, tickers, horizon=10), permutations=199, seed=seed)
         small.append(test.p_values(test.counts(reversal_model(x, dates)))[0] <= 0.05)
     assert np.mean(small) >= 0.8
+
+
+def test_at_least_as_many_is_scipys_max_rank_of_the_negated_hits():
+    rng = np.random.default_rng(3)
+    hits = rng.integers(0, 40, size=(30, 101))
+    hits[0] = 7  # a row of ties
+    np.testing.assert_array_equal(at_least_as_many(hits), stats.rankdata(-hits, method="max", axis=1))
+
+
+def test_kept_counts_give_the_family_wise_p_values_of_the_whole_matrix():
+    rng = np.random.default_rng(4)
+    orders = 50
+    rows = {f"c{i}": rng.integers(1, orders + 1, orders) for i in range(40)} | {"pruned": None}
+    kept = KeptCounts(orders)
+    for cid, row in rows.items():  # one at a time, as a sweep records them
+        kept.add(cid, row)
+    matrix = np.stack([np.full(orders, orders) if row is None else row for row in rows.values()])
+    np.testing.assert_allclose(kept.family_wise(list(rows)), family_wise_p_values(matrix))
+    np.testing.assert_allclose(kept.p_values(list(rows)), matrix[:, 0] / orders)

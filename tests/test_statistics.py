@@ -16,7 +16,7 @@ from ranking.scores import (
     fisher_precision_p_value,
     score_counts,
 )
-from ranking.significance import family_wise_p_values
+from ranking.significance import KeptCounts, family_wise_p_values
 from ranking.table import rank_combinations
 
 
@@ -238,11 +238,15 @@ def reruns_table(spec):
     return pd.DataFrame(rows)
 
 
-def counts_of(first: dict) -> dict:
+def rows_of(first: dict) -> dict:
     """combination -> a row of permutation counts whose first entry is `first[cid]` (None: pruned)."""
     rng = np.random.default_rng(0)
     return {cid: None if k is None else np.concatenate([[k], rng.integers(1, ORDERS + 1, ORDERS - 1)])
             for cid, k in first.items()}
+
+
+def counts_of(first: dict) -> KeptCounts:
+    return KeptCounts.of(rows_of(first), ORDERS)
 
 
 def test_rank_pools_the_reruns_counts_and_takes_the_permutation_p_value():
@@ -252,7 +256,7 @@ def test_rank_pools_the_reruns_counts_and_takes_the_permutation_p_value():
         "none": [(1.0, 0, 0, False)],
     })
     counts = counts_of({"odd": 2, "even": 5, "none": ORDERS})
-    ranking = rank_combinations(table, counts, ORDERS)
+    ranking = rank_combinations(table, counts)
     row = ranking.set_index("combination")
     assert list(ranking["combination"]) == ["odd", "even", "none"] and list(ranking["rank"]) == [1, 2, 3]
     assert row.loc["odd", "p_value"] == pytest.approx(2 / ORDERS) and row.loc["none", "p_value"] == 1.0
@@ -269,11 +273,11 @@ def test_rank_pools_the_reruns_counts_and_takes_the_permutation_p_value():
 
 def test_rank_has_the_corrections_beside_the_p_value():
     table = reruns_table({c: [(0.5, 3, 3, False)] for c in "abcd"})
-    counts = counts_of({"a": 1, "b": 2, "c": 10, "d": None})
-    ranking = rank_combinations(table, counts, ORDERS, false_discovery_rate=0.1)
+    rows = rows_of({"a": 1, "b": 2, "c": 10, "d": None})
+    ranking = rank_combinations(table, KeptCounts.of(rows, ORDERS), false_discovery_rate=0.1)
     np.testing.assert_allclose(ranking["q_value"], multipletests(ranking["p_value"], method="fdr_bh")[1])
     assert ranking["significant_fdr"].tolist() == (ranking["q_value"] <= 0.1).tolist()
-    matrix = np.stack([np.full(ORDERS, ORDERS) if counts[c] is None else counts[c] for c in ranking["combination"]])
+    matrix = np.stack([np.full(ORDERS, ORDERS) if rows[c] is None else rows[c] for c in ranking["combination"]])
     np.testing.assert_allclose(ranking["p_value_family_wise"], family_wise_p_values(matrix))
     columns = list(ranking.columns)
     assert columns[columns.index("p_value"):columns.index("p_value") + 4] == [
@@ -293,7 +297,7 @@ def test_rank_ties_broken_by_independent_rows_then_precision_then_tp_then_id():
         "g_bad": [(1.0, 0, 4, False)],             # precision 0: before NaN precision
     })
     first = {cid: 5 for cid in set(table["combination"])} | {"e_best": 1}
-    ranking = rank_combinations(table, counts_of(first), ORDERS)
+    ranking = rank_combinations(table, counts_of(first))
     assert list(ranking["combination"]) == ["e_best", "h_stronger", "c_more_tp", "a_fewer_tp", "b_fewer_tp",
                                             "d_low_precision", "g_bad", "f_nothing"]
 
@@ -302,12 +306,12 @@ def test_rank_is_independent_of_row_order():
     table = reruns_table({"x": [(0.5, 3, 3, False)] * 2, "y": [(0.5, 3, 3, False)] * 2,
                           "z": [(0.2, 1, 1, False), (0.6, 4, 1, False)]})
     counts = counts_of({"x": 3, "y": 3, "z": 1})
-    forward = rank_combinations(table, counts, ORDERS)
-    backward = rank_combinations(table.iloc[::-1].reset_index(drop=True), counts, ORDERS)
+    forward = rank_combinations(table, counts)
+    backward = rank_combinations(table.iloc[::-1].reset_index(drop=True), counts)
     assert list(forward["combination"]) == list(backward["combination"]) == ["z", "x", "y"]
 
 
 def test_rank_empty_table():
-    ranking = rank_combinations(pd.DataFrame(), {}, ORDERS)
+    ranking = rank_combinations(pd.DataFrame(), KeptCounts(ORDERS))
     assert ranking.empty
     assert list(ranking.columns[:2]) == ["rank", "combination"] and "p_value" in ranking
