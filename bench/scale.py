@@ -2,6 +2,7 @@
 
     python -m bench.scale                      # 2,000 and 20,000 combinations (a few minutes on 2 cores)
     python -m bench.scale --combinations 1000
+    python -m bench.scale --combinations 100000 --random   # the overnight random search (~10 minutes)
 
 A grid of 1-epoch trainings of a tiny model (one hidden layer of 15 units)
 on the example data, 3 reruns each (the default), through `python search.py`, so that
@@ -32,25 +33,28 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 
 
-def write_config(combinations: int) -> Path:
+def write_config(combinations: int, random: bool = False) -> Path:
+    """A grid of `combinations` (or, `random`, a grid 25% bigger and that many random draws from it)."""
     # learning rate x L2 x initialisation: every combination the same tiny architecture
-    lrs = 25 if combinations >= 1000 else 5
-    l2s = max(1, combinations // (lrs * 5) // 4) * 4 if combinations >= 100 else 1
+    grid_size = combinations * 5 // 4 if random else combinations
+    lrs = 25 if grid_size >= 1000 else 5
+    l2s = max(1, grid_size // (lrs * 5) // 4) * 4 if grid_size >= 100 else 1
     grid = {"hidden_layers": [[0.5]], "max_epochs": [1],
             "learning_rate": [round(1e-4 * 1.25 ** i, 8) for i in range(lrs)],
             "l2_regularization": [round(1e-6 * i, 8) for i in range(l2s)],
             "weight_initialization": ["default", "xavier_uniform", "xavier_normal", "kaiming_uniform",
                                       "kaiming_normal"]}
-    path = OUT / f"scale{combinations}.py"
-    path.write_text(f"hyperparameter_values = {grid!r}\n"
+    path = OUT / f"scale{'random' if random else ''}{combinations}.py"
+    search = f"EXPLORE_ALL_COMBINATIONS = False\nNUMBER_OF_COMBINATIONS_TO_TRY = {combinations}\n" if random else ""
+    path.write_text(f"hyperparameter_values = {grid!r}\n{search}"
                     "RERUN_COUNT = 3\nCPU_COUNT = 2\nSELECTION = 'test'\nDEVICE = 'cpu'\n"
                     "TRAIN_CSV = '../../example_data/train.csv'\nTEST_CSV = '../../example_data/test.csv'\n"
                     "RESULTS_DIR = '.'\n")
     return path
 
 
-def run(combinations: int) -> dict:
-    config = write_config(combinations)
+def run(combinations: int, random: bool = False) -> dict:
+    config = write_config(combinations, random)
     name = config.stem
     shutil.rmtree(OUT / name, ignore_errors=True)
     started = time.perf_counter()
@@ -82,11 +86,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--combinations", default="2000,20000",
                         help="comma-separated grid sizes (default: 2000,20000)")
+    parser.add_argument("--random", action="store_true",
+                        help="random search: that many distinct draws from a grid 25%% bigger")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in map(int, args.combinations.split(",")):
-        row = run(size)
+        row = run(size, args.random)
         rows.append(row)
         print(json.dumps(row), flush=True)
     if len(rows) >= 2:
