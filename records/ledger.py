@@ -15,20 +15,7 @@ holds fewer reruns is not finished. It is claimed again, trains only its
 missing reruns, and is recorded as a new trial holding all of them; the
 trial with the most reruns is the one that counts.
 
-Two ways to hold a claim. A planned combination (grid, or a random draw
-made up front) is held in the process's heartbeat record: a whole round of
-claims is one record, and the finished combination's trial is created
-whole, so a combination costs the study one record instead of three (on a
-10,000-combination grid of tiny models the per-trial records were most of
-the main process's work). A combination that needs a trial while it trains
-(a sampler's ask, a pruner's reports) is held by a RUNNING trial that names
-the process, as Optuna does it.
-
-Fair shares: each claim round takes at most this process's share of the
-unfinished work, weighted by the CPU_COUNT every live process announces in
-its heartbeat; with a shared database (`sharing`), a process that sees no
-other takes at most half of what is free a round, so that one joining
-later still finds work.
+How a claim is held, and how much of a round each process takes: records/claims.py.
 
 Every step that reads or writes the study runs under records/outage.py's
 Patience: a storage outage is ridden out, and a claim round that failed
@@ -43,53 +30,17 @@ Under the lock, checking what is free and claiming it is one step.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import math
 import os
-import socket
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
+from records.claims import HOST, STARTED, Claim, Status, claim_trial, fair_share, pid_alive, reruns_in
 from records.outage import Patience, patiently
 from records.storage import Storage
-
-# Tests give each process its own "machine" to exercise the heartbeat path.
-HOST = os.environ.get("SWEEP_HOST_ID") or socket.gethostname()
-STARTED = time.time()
-
-
-# ------------------------------------------------------------------- claims
-@dataclass
-class Claim:
-    trial_id: int | None            # the RUNNING trial holding it; None: held in the heartbeat record
-    combination: dict
-    cid: str
-    since: float = field(default_factory=time.time)
-    earlier: FrozenTrial | None = None  # a finished trial with some of its reruns (a grown RERUN_COUNT)
-
-
-@dataclass
-class Status:
-    """What the study holds, per combination id."""
-    records: dict = field(default_factory=dict)   # cid -> finished trial (COMPLETE or PRUNED)
-    failed: dict = field(default_factory=dict)    # cid -> FAIL trial with an error (failed in this run)
-    claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process (this one included)
-    claimants: int = 1                            # live processes, this one included
-    live_cpus: int = 1                            # their CPU_COUNTs added up
-    held_here: int = 0                            # combinations this process holds and has not recorded
-    earlier: dict = field(default_factory=dict)   # cid -> finished trial with fewer reruns than wanted
-
-    def taken(self, cid: str) -> bool:
-        return cid in self.records or cid in self.failed or cid in self.claimed
-
-    @property
-    def used(self) -> int:
-        return len(set(self.records) | set(self.failed) | set(self.claimed))
 
 
 class Ledger:
@@ -161,7 +112,7 @@ class Ledger:
         record = beats.get(f"claimant:{claimant}")
         if record is not None and record.get("left"):
             return False
-        if record is not None and record["host"] == HOST and not _pid_alive(record["pid"]):
+        if record is not None and record["host"] == HOST and not pid_alive(record["pid"]):
             return False  # same machine and its process is gone: no need to wait for the timeout
         beat = None if record is None else record["beat"]
         last, since = self._seen.get(claimant, (object(), now))
@@ -252,20 +203,6 @@ class Ledger:
         self.taken_over += [cid for cid in record["holds"] if cid not in status.records and cid not in status.failed]
 
     # -- claiming
-    def fair_share(self, status: Status, free: int) -> int:
-        """How many of `free` combinations this process may claim now.
-
-        Its CPU_COUNT's part of the work nobody has finished (free, and held
-        by live processes), less what it holds already. Alone on a shared
-        database, at most half of what is free: a process joining later
-        then finds some. At least one while anything is free.
-        """
-        unfinished = free + len(status.claimed)
-        share = -(-unfinished * self.cpus // max(status.live_cpus, self.cpus)) - status.held_here
-        if self.sharing and status.claimants == 1:
-            share = min(share, -(-free // 2))
-        return max(1, share) if free else 0
-
     @patiently
     def claim_planned(self, candidates: list[tuple[str, dict]], limit: int, trial_template,
                       running_trials: bool = False) -> tuple[list[Claim], Status]:
@@ -280,7 +217,8 @@ class Ledger:
                 self._fail_orphans()
                 status, _ = self.refresh(take_over=True)
                 free = len(candidates) - len(status.records) - len(status.failed) - len(status.claimed)
-                picked = self._first_free(candidates, status, min(limit, self.fair_share(status, free)))
+                share = fair_share(status, free, self.cpus, self.sharing)
+                picked = self._first_free(candidates, status, min(limit, share))
                 self._template = trial_template
                 if running_trials:
                     claims = []
@@ -339,16 +277,7 @@ class Ledger:
 
     def _frozen_trial(self, state, value, combination: dict, cid: str, since: float, until: float | None,
                       user_attrs: dict):
-        """A trial as Optuna stores it, built directly: optuna.trial.create_trial checks every
-        parameter against its distribution again, which cost more than writing the record."""
-
-        template = self._template(combination, cid)
-        return FrozenTrial(number=-1, state=state, value=value,
-                           datetime_start=datetime.datetime.fromtimestamp(since),
-                           datetime_complete=None if until is None else datetime.datetime.fromtimestamp(until),
-                           params=template["params"], distributions=template["distributions"],
-                           user_attrs={**template["user_attrs"], **user_attrs},
-                           system_attrs={"claimant": self.me}, intermediate_values={}, trial_id=-1)
+        return claim_trial(self._template(combination, cid), state, value, since, until, user_attrs, self.me)
 
     def _trial_id(self, trial) -> int:
         """A trial's id in the storage, through Optuna's public storage API."""
@@ -369,7 +298,7 @@ class Ledger:
         with self.storage.lock():
             self._fail_orphans()
             status, _ = self.refresh(take_over=True)
-            count = min(count, self.fair_share(status, budget - status.used))
+            count = min(count, fair_share(status, budget - status.used, self.cpus, self.sharing))
             while len(claims) < count and status.used < budget:
                 trial = self.study.ask()
                 trial_id = self._trial_id(trial)
@@ -468,26 +397,3 @@ class Ledger:
                 self.study_id, f"claimant:{self.me}", {"host": HOST, "pid": os.getpid(), "beat": 0, "left": True})
         except Exception:  # noqa: BLE001
             pass
-
-
-def reruns_in(trial: FrozenTrial | None) -> float:
-    """How many reruns a finished trial holds; a pruned one counts as all (the pruner stopped it for good)."""
-    if trial is None:
-        return 0
-    if trial.state == TrialState.PRUNED:
-        return math.inf
-    return len(trial.user_attrs.get("reruns", ()))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed child that nobody has reaped yet still answers kill(0): it is a zombie
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True

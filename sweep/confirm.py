@@ -7,16 +7,10 @@ import sys
 from optuna.trial import TrialState
 
 from inputs.errors import DataError
+from records.reruns import first_reruns, stored_rows, with_earlier
 from records.storage import open_study
 from sweep.pool import Pool
-from sweep.recorder import (
-    first_reruns,
-    p_value_of,
-    permutation_counts,
-    stored_rows,
-    trial_value,
-    with_earlier,
-)
+from sweep.recorder import p_value_of, permutation_counts, trial_value
 from sweep.rows import (
     file_digest,
     permutation_test,

@@ -16,6 +16,7 @@ import heapq
 import itertools
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -300,3 +301,23 @@ def make_tasks(trainings: list[dict], cpu_count: int, n_features: int) -> list[l
     tasks = [(cost, task) for g, k in zip(groups, ks) for task, cost in zip(*g.cut(k))]
     tasks.sort(key=lambda pair: -pair[0])
     return [task for _, task in tasks]
+
+
+def round_size(settings: Settings, cpu_count: int, folds: int) -> int:
+    """How many combinations to claim at a time: enough for two full fused tasks per worker.
+
+    Big enough that fusing and balancing work as well as with the whole
+    sweep in view (the reference sweep is claimed in one round), small enough
+    that processes sharing a study each get a share.
+    """
+    if settings.pruner is not None:
+        return cpu_count + 1  # one combination per task; a little queued so the workers never wait
+    if not settings.planned:
+        # a model-based sampler learns from results: ask for a few at a time (about a tenth
+        # of the budget), trading some fusing for more rounds of feedback
+        return max(cpu_count, min(settings.number_of_combinations_to_try // 10,
+                                  2 * cpu_count * MAX_MEMBERS_PER_TASK // (settings.rerun_count * folds)))
+    override = os.environ.get("SWEEP_ROUND_COMBINATIONS")  # tests: force several rounds on a small grid
+    if override:
+        return int(override)
+    return max(cpu_count, 2 * cpu_count * MAX_MEMBERS_PER_TASK // (settings.rerun_count * folds))

@@ -37,7 +37,8 @@ from ranking.table import (
     rank_combinations,
     reruns_table,
 )
-from records.ledger import reruns_in
+from records.claims import reruns_in
+from records.reruns import columns_of, first_reruns
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
@@ -105,7 +106,7 @@ class Recorder:
                                  trial.user_attrs.get("params"))
             elif trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
                     not any(e["combination"] == cid and e["outcome"] == "failed" for e in self.errors):
-                self.errors.append({"combination": cid, **_columns_of(trial.user_attrs), "outcome": "failed",
+                self.errors.append({"combination": cid, **columns_of(trial.user_attrs), "outcome": "failed",
                                     "error": trial.user_attrs["error"], "traceback": trial.user_attrs["traceback"]})
                 self._dirty = True
         items = list(finished.items())
@@ -309,47 +310,6 @@ class Recorder:
         self._last_flush = time.monotonic()
         self._flush_took = self._last_flush - started
         self._dirty = False
-
-
-def first_reruns(attrs: dict, count: int) -> tuple[list[dict], list[bytes]]:
-    """A finished trial's first `count` reruns and their packed predictions (a study may hold more)."""
-    reruns, bits = rows_from_study(attrs)
-    kept = [i for i, row in enumerate(reruns) if row["rerun"] < count]
-    return [reruns[i] for i in kept], [bits[i] for i in kept]
-
-
-def with_earlier(earlier, reruns: list[dict], bits: list, count: int) -> tuple[list[dict], list]:
-    """A grown combination's reruns: those its earlier trial holds, then the ones just trained, by rerun."""
-    if earlier is None:
-        return reruns, bits
-    old_reruns, old_bits = first_reruns(earlier.user_attrs, count)
-    pairs = sorted(zip(old_reruns + reruns, [base64.b64encode(b).decode() for b in old_bits] + list(bits)),
-                   key=lambda pair: pair[0]["rerun"])
-    return [row for row, _ in pairs], [b for _, b in pairs]
-
-
-def stored_rows(reruns: list[dict], bits: list[str]) -> list[dict]:
-    """A combination's reruns as the study keeps them: without the hyperparameter columns
-    (the trial holds the combination once, in its "params" attr) and with each rerun's packed
-    predictions (base64) beside its counts. Smaller records are faster to write and read."""
-    return [{**{k: v for k, v in row.items() if k not in HYPERPARAMETERS}, "bits": b} for row, b in zip(reruns, bits)]
-
-
-def rows_from_study(attrs: dict) -> tuple[list[dict], list[bytes]]:
-    """(reruns.csv rows, packed predictions) of a finished trial; also reads the older layouts
-    (full rows, predictions in their own attr, the independent-rows p-value as "p_value")."""
-    columns = _columns_of(attrs)
-    renamed = {"p_value": "p_value_independent_rows"}
-    rows = [{**columns, **{renamed.get(k, k): v for k, v in row.items() if k != "bits"}} for row in attrs["reruns"]]
-    packed = [row.get("bits") for row in attrs["reruns"]]
-    if not all(packed):
-        packed = attrs.get("predictions", [])
-    return rows, [base64.b64decode(b) for b in packed]
-
-
-def _columns_of(attrs: dict) -> dict:
-    """A recorded trial's hyperparameter columns (kept in a "columns" attr by older runs)."""
-    return attrs.get("columns") or (hyperparameter_columns(attrs["params"]) if "params" in attrs else {})
 
 
 def _optuna_params(params: dict) -> dict:

@@ -18,11 +18,13 @@ from ranking.report import write_report
 from ranking.summary import write_summary
 from ranking.table import print_ranking
 from ranking.verdict import headline
-from records.ledger import Ledger, reruns_in
+from records.claims import reruns_in
+from records.ledger import Ledger
 from records.outage import StorageUnavailable, describe
+from records.reruns import first_reruns
 from records.storage import open_storage, open_study, redact
 from sweep.plan import combination_id, planned_combinations
-from sweep.recorder import Recorder, first_reruns, permutation_counts
+from sweep.recorder import Recorder, permutation_counts
 from sweep.rows import (
     confirmation_rows,
     evaluation_folds,

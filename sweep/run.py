@@ -26,19 +26,13 @@ from inputs.atomic import atomic_write_text, remove_abandoned_temporaries
 from inputs.settings import Settings
 from records.ledger import Ledger
 from records.outage import StorageUnavailable, describe
+from records.reruns import stored_rows, with_earlier
 from records.storage import open_storage, open_study, redact
 from sweep import plan
 from sweep.confirm import confirm
 from sweep.finish import finish
 from sweep.pool import Pool, stop_workers
-from sweep.recorder import (
-    Recorder,
-    p_value_of,
-    permutation_counts_of,
-    stored_rows,
-    trial_value,
-    with_earlier,
-)
+from sweep.recorder import Recorder, p_value_of, permutation_counts_of, trial_value
 from sweep.rows import (
     permutation_test,
     prepare_data,
@@ -212,7 +206,7 @@ class Sweep:
 
     def _claim_sweep(self):
         """Claim the next round of the sweep; returns (claims, whether the sweep is finished everywhere)."""
-        round_size = _round_size(self.settings, self.pool.cpu_count, len(self.data["folds"]))
+        round_size = plan.round_size(self.settings, self.pool.cpu_count, len(self.data["folds"]))
         if self.settings.planned:
             candidates = self.candidates
             claims, status = self.ledger.claim_planned(candidates, round_size, self.recorder.trial_template,
@@ -386,26 +380,6 @@ def resume_command() -> str:
             arg = key + eq + redact(url)
         shown.append(shlex.quote(arg))
     return " ".join([Path(sys.executable).name, *shown])
-
-
-def _round_size(settings: Settings, cpu_count: int, folds: int) -> int:
-    """How many combinations to claim at a time: enough for two full fused tasks per worker.
-
-    Big enough that fusing and balancing work as well as with the whole
-    sweep in view (the reference sweep is claimed in one round), small enough
-    that processes sharing a study each get a share.
-    """
-    if settings.pruner is not None:
-        return cpu_count + 1  # one combination per task; a little queued so the workers never wait
-    if not settings.planned:
-        # a model-based sampler learns from results: ask for a few at a time (about a tenth
-        # of the budget), trading some fusing for more rounds of feedback
-        return max(cpu_count, min(settings.number_of_combinations_to_try // 10,
-                                  2 * cpu_count * plan.MAX_MEMBERS_PER_TASK // (settings.rerun_count * folds)))
-    override = os.environ.get("SWEEP_ROUND_COMBINATIONS")  # tests: force several rounds on a small grid
-    if override:
-        return int(override)
-    return max(cpu_count, 2 * cpu_count * plan.MAX_MEMBERS_PER_TASK // (settings.rerun_count * folds))
 
 
 def _with_id(combination: dict) -> tuple[dict, str]:

@@ -23,7 +23,7 @@ from inputs.hyperparameters import (
 )
 from inputs.settings import Settings
 from inputs.space import Range
-from records.ledger import HOST
+from records.claims import HOST
 from training.pruning import pruner_named
 
 

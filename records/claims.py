@@ -1,0 +1,109 @@
+"""What a study holds per combination, a process's claim on one, and its fair share of a claim round.
+
+Two ways to hold a claim. A planned combination (grid, or a random draw
+made up front) is held in the process's heartbeat record: a whole round of
+claims is one record, and the finished combination's trial is created
+whole, so a combination costs the study one record instead of three (on a
+10,000-combination grid of tiny models the per-trial records were most of
+the main process's work). A combination that needs a trial while it trains
+(a sampler's ask, a pruner's reports) is held by a RUNNING trial that names
+the process, as Optuna does it.
+
+Fair shares: each claim round takes at most this process's share of the
+unfinished work, weighted by the CPU_COUNT every live process announces in
+its heartbeat; with a shared database (`sharing`), a process that sees no
+other takes at most half of what is free a round, so that one joining
+later still finds work.
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from optuna.trial import FrozenTrial, TrialState
+
+# Tests give each process its own "machine" to exercise the heartbeat path.
+HOST = os.environ.get("SWEEP_HOST_ID") or socket.gethostname()
+STARTED = time.time()
+
+
+@dataclass
+class Claim:
+    trial_id: int | None            # the RUNNING trial holding it; None: held in the heartbeat record
+    combination: dict
+    cid: str
+    since: float = field(default_factory=time.time)
+    earlier: FrozenTrial | None = None  # a finished trial with some of its reruns (a grown RERUN_COUNT)
+
+
+@dataclass
+class Status:
+    """What the study holds, per combination id."""
+    records: dict = field(default_factory=dict)   # cid -> finished trial (COMPLETE or PRUNED)
+    failed: dict = field(default_factory=dict)    # cid -> FAIL trial with an error (failed in this run)
+    claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process (this one included)
+    claimants: int = 1                            # live processes, this one included
+    live_cpus: int = 1                            # their CPU_COUNTs added up
+    held_here: int = 0                            # combinations this process holds and has not recorded
+    earlier: dict = field(default_factory=dict)   # cid -> finished trial with fewer reruns than wanted
+
+    def taken(self, cid: str) -> bool:
+        return cid in self.records or cid in self.failed or cid in self.claimed
+
+    @property
+    def used(self) -> int:
+        return len(set(self.records) | set(self.failed) | set(self.claimed))
+
+
+def fair_share(status: Status, free: int, cpus: int, sharing: bool) -> int:
+    """How many of `free` combinations a process with `cpus` workers may claim now.
+
+    Its CPU_COUNT's part of the work nobody has finished (free, and held
+    by live processes), less what it holds already. Alone on a shared
+    database, at most half of what is free: a process joining later
+    then finds some. At least one while anything is free.
+    """
+    unfinished = free + len(status.claimed)
+    share = -(-unfinished * cpus // max(status.live_cpus, cpus)) - status.held_here
+    if sharing and status.claimants == 1:
+        share = min(share, -(-free // 2))
+    return max(1, share) if free else 0
+
+
+def claim_trial(template: dict, state, value, since: float, until: float | None, user_attrs: dict,
+                claimant: str) -> FrozenTrial:
+    """A claim's trial as Optuna stores it (`template`: its params, distributions and user attrs), built
+    directly: optuna.trial.create_trial checks every parameter against its distribution again, which cost
+    more than writing the record."""
+    return FrozenTrial(number=-1, state=state, value=value, datetime_start=datetime.datetime.fromtimestamp(since),
+                       datetime_complete=None if until is None else datetime.datetime.fromtimestamp(until),
+                       params=template["params"], distributions=template["distributions"],
+                       user_attrs={**template["user_attrs"], **user_attrs}, system_attrs={"claimant": claimant},
+                       intermediate_values={}, trial_id=-1)
+
+
+def reruns_in(trial: FrozenTrial | None) -> float:
+    """How many reruns a finished trial holds; a pruned one counts as all (the pruner stopped it for good)."""
+    if trial is None:
+        return 0
+    if trial.state == TrialState.PRUNED:
+        return math.inf
+    return len(trial.user_attrs.get("reruns", ()))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child that nobody has reaped yet still answers kill(0): it is a zombie
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
