@@ -135,15 +135,18 @@ def at_least_as_many(hits: np.ndarray) -> np.ndarray:
     """[combinations, orders] int32: per row, how many of its entries are >= each one (whole numbers >= 0).
 
     What scipy's rankdata(-hits, method="max") gives, by tallying each row's
-    values instead of sorting them: hits are small whole numbers (at most
-    the evaluated rows times the reruns), and a tally is a few times faster
-    than a sort on the main process's hot path.
+    values instead of sorting them: a tally is a few times faster than a
+    sort on the main process's hot path. Each row is tallied from its own
+    smallest value, so the tally spans a row's spread across the orders (a
+    few hundred), not the size of the hits (up to the evaluated rows times
+    the reruns).
     """
-    rows, top = len(hits), int(hits.max(initial=0)) + 1
+    spread = hits - hits.min(axis=1, keepdims=True) if hits.size else hits
+    rows, top = len(spread), int(spread.max(initial=0)) + 1
     offset = (np.arange(rows, dtype=np.int64) * top)[:, None]
-    tally = np.bincount((hits + offset).ravel(), minlength=rows * top).reshape(rows, top)
+    tally = np.bincount((spread + offset).ravel(), minlength=rows * top).reshape(rows, top)
     at_least = np.cumsum(tally[:, ::-1], axis=1, dtype=np.int32)[:, ::-1]
-    return np.take_along_axis(at_least, hits, axis=1)
+    return np.take_along_axis(at_least, spread, axis=1)
 
 
 def block_orders(n_blocks: int, permutations: int, seed: int) -> np.ndarray:
@@ -165,8 +168,12 @@ def family_wise_p_values(counts: np.ndarray) -> np.ndarray:
     counts = np.atleast_2d(counts)
     if counts.size == 0:
         return np.zeros(0)
-    best = np.sort(counts.min(axis=0))
-    return np.searchsorted(best, counts[:, 0], side="right") / counts.shape[1]
+    return family_wise_from(counts[:, 0], counts.min(axis=0))
+
+
+def family_wise_from(own: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """family_wise_p_values from each combination's own count and the smallest count per order."""
+    return np.searchsorted(np.sort(best), own, side="right") / len(best)
 
 
 class KeptCounts:
@@ -200,12 +207,14 @@ class KeptCounts:
         np.minimum(self.best, row, out=self.best)
 
     def p_values(self, cids) -> np.ndarray:
-        return np.array([self.own.get(cid, self.orders) for cid in cids], dtype=np.float64) / self.orders
+        return self._own(cids) / self.orders
 
     def family_wise(self, cids) -> np.ndarray:
         """family_wise_p_values of these combinations' rows, from what is kept."""
-        own = np.array([self.own.get(cid, self.orders) for cid in cids], dtype=np.int64)
-        return np.searchsorted(np.sort(self.best), own, side="right") / self.orders
+        return family_wise_from(self._own(cids), self.best)
+
+    def _own(self, cids) -> np.ndarray:
+        return np.array([self.own.get(cid, self.orders) for cid in cids], dtype=np.int64)
 
 
 def bh_q_values(p_values) -> np.ndarray:

@@ -33,7 +33,12 @@ def stored_rows(reruns: list[dict], bits: list[str]) -> list[dict]:
     """A combination's reruns as the study keeps them: without the hyperparameter columns
     (the trial holds the combination once, in its "params" attr) and with each rerun's packed
     predictions (base64) beside its counts. Smaller records are faster to write and read."""
-    return [{**{k: v for k, v in row.items() if k not in HYPERPARAMETERS}, "bits": b} for row, b in zip(reruns, bits)]
+    return [{**without_columns(row), "bits": b} for row, b in zip(reruns, bits)]
+
+
+def without_columns(row: dict) -> dict:
+    """A reruns.csv row without its hyperparameter columns (kept once per combination instead)."""
+    return {k: v for k, v in row.items() if k not in HYPERPARAMETERS}
 
 
 def rows_from_study(attrs: dict) -> tuple[list[dict], list[bytes]]:

@@ -38,7 +38,7 @@ from ranking.table import (
     reruns_table,
 )
 from records.claims import reruns_in
-from records.reruns import columns_of, first_reruns
+from records.reruns import columns_of, first_reruns, without_columns
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
@@ -125,7 +125,7 @@ class Recorder:
         # the hyperparameter columns once per combination, not once per rerun: a big sweep
         # keeps every combination's rows, and the columns were more than half of each
         self.columns[cid] = tuple(reruns[0].get(name) for name in HYPERPARAMETERS)
-        self.rows[cid] = [{k: v for k, v in row.items() if k not in HYPERPARAMETERS} for row in reruns]
+        self.rows[cid] = [without_columns(row) for row in reruns]
         if params is not None:
             self.params[cid] = params
         counts = counts if scored else permutation_counts(self.test, reruns, bits)

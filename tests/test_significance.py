@@ -206,3 +206,9 @@ def test_kept_counts_give_the_family_wise_p_values_of_the_whole_matrix():
     matrix = np.stack([np.full(orders, orders) if row is None else row for row in rows.values()])
     np.testing.assert_allclose(kept.family_wise(list(rows)), family_wise_p_values(matrix))
     np.testing.assert_allclose(kept.p_values(list(rows)), matrix[:, 0] / orders)
+
+
+def test_at_least_as_many_tallies_large_hits_within_each_rows_spread():
+    rng = np.random.default_rng(5)
+    hits = 10**9 + rng.integers(0, 50, size=(4, 101))  # a tally from 0 would need billions of slots
+    np.testing.assert_array_equal(at_least_as_many(hits), stats.rankdata(-hits, method="max", axis=1))
