@@ -115,16 +115,31 @@ class PermutationTest:
         orders, is combination c's p-value; its other entries are the
         p-values it would have had under each permuted order (for minP).
         """
+        return self.counts_of_hits(*self.hits(pooled))
+
+    def hits(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """([combinations, orders] true positives under each order, [combinations, orders] rows predicted
+        positive that each order counts, None when every order counts every row).
+
+        Both are sums over rows, so they add up over reruns and over row
+        ranges: a worker computes them for the rows and trainings it has
+        (training/loop.py), and the sums are what `counts_of_hits` ranks.
+        """
         pooled = np.atleast_2d(np.asarray(pooled, dtype=np.float32))
         hits = np.rint(pooled @ self.labels).astype(np.int64)
+        return hits, None if self.mask is None else np.rint(pooled @ self.mask).astype(np.int64)
+
+    def counts_of_hits(self, hits: np.ndarray, predicted: np.ndarray | None) -> np.ndarray:
+        """`counts`, from the true positives (and rows predicted positive) under each order (`hits`)."""
+        hits = np.atleast_2d(hits).astype(np.int64, copy=False)
         if self.mask is None:
             # every order counts the same rows, so the same predictions and the same positive rate: the
             # tail falls as the hits rise, and ordering by hits is ordering by the statistic (exactly, where
             # the tails of very large counts would round to the same float; and without the special function,
             # which was most of the main process's time per combination)
             return at_least_as_many(hits)
-        predicted = np.rint(pooled @ self.mask)
-        tail = np.where(hits > 0, special.bdtrc(np.maximum(hits - 1, 0), predicted.astype(np.int64), self.rate), 1.0)
+        predicted = np.atleast_2d(predicted).astype(np.int64, copy=False)
+        tail = np.where(hits > 0, special.bdtrc(np.maximum(hits - 1, 0), predicted, self.rate), 1.0)
         return stats.rankdata(tail, method="max", axis=1).astype(np.int32)
 
     def p_values(self, counts: np.ndarray) -> np.ndarray:

@@ -136,7 +136,8 @@ class Recorder:
         self._dirty = True
 
     def add_results(self, results: list[dict], trainings: dict, fold: int = 0) -> list[tuple]:
-        """A task's results; returns the combinations they completed as (cid, scored reruns, prediction bits).
+        """A task's results; returns the combinations they completed as (cid, scored reruns, prediction bits,
+        the workers' hits per rerun or None: see permutation_counts_of).
 
         With walk-forward folds a combination is complete once every rerun
         has every fold; its counts are then summed over the folds (one
@@ -154,11 +155,13 @@ class Recorder:
         if not complete:
             return []
         out = []
-        predictions = {(r["combination"], r["rerun"]): r["predictions"] for r in complete}
+        by_rerun = {(r["combination"], r["rerun"]): r for r in complete}
         for cid, reruns in self.scored_rows(complete, trainings).items():
             self.params[cid] = trainings[(cid, reruns[0]["rerun"])]["params"]
-            bits = [base64.b64encode(predictions[cid, row["rerun"]]).decode() for row in reruns]
-            out.append((cid, reruns, bits))
+            done = [by_rerun[cid, row["rerun"]] for row in reruns]
+            bits = [base64.b64encode(r["predictions"]).decode() for r in done]
+            hits = [(r["hits"], r["predicted"]) for r in done] if all("hits" in r for r in done) else None
+            out.append((cid, reruns, bits, hits))
         return out
 
     def _pool_folds(self, parts: dict) -> list[dict]:
@@ -173,7 +176,7 @@ class Recorder:
             pooled.append({**folds[0], **{k: sum(f[k] for f in folds) for k in ("tp", "fp", "tn", "fn", "seconds")},
                            "diverged": any(f["diverged"] for f in folds),
                            "train_loss": float(np.mean([f["train_loss"] for f in folds])),
-                           "predictions": np.packbits(bits).tobytes()})
+                           "predictions": np.packbits(bits).tobytes(), **_summed_hits(folds)})
         return pooled
 
     def scored_rows(self, results: list[dict], trainings: dict) -> dict[str, list[dict]]:
@@ -325,22 +328,42 @@ def permutation_counts(test: PermutationTest, reruns: list[dict], bits: list) ->
     return permutation_counts_of(test, [(reruns, bits)])[0]
 
 
-def permutation_counts_of(test: PermutationTest, combinations: list[tuple[list[dict], list]]) -> list:
-    """permutation_counts of several combinations ((reruns, bits) each) at once.
+def permutation_counts_of(test: PermutationTest, combinations: list[tuple]) -> list:
+    """permutation_counts of several combinations at once: (reruns, bits), or (reruns, bits, hits) each.
 
-    Scoring is a product with the labels of every order ([rows, orders],
-    ~10 MB on a year of 48 tickers): one product for a whole task's
-    combinations reads it once instead of once per combination, which was
-    most of what the main process spent per combination on a big grid.
+    `hits`, where given, are the workers' counts per rerun under every
+    label order ((hits, predicted) each: training/loop.py), which spare the
+    product of predictions with the labels here; the main process then only
+    adds them up over the reruns that did not diverge. Otherwise (a resumed
+    study, a grown combination whose earlier reruns were trained before)
+    the predictions are scored here, in one product for all of them: the
+    labels of every order are ~10 MB on a year of 48 tickers, read once
+    instead of once per combination.
     """
-    scored = [i for i, (reruns, _) in enumerate(combinations)
+    scored = [i for i, (reruns, *_) in enumerate(combinations)
               if not any(r.get("status") == "pruned" for r in reruns)]
     out = [None] * len(combinations)
-    if scored:
-        pooled = np.stack([pooled_predictions([_as_bytes(b) for r, b in zip(*combinations[i]) if not r["diverged"]],
-                                              len(test.labels)) for i in scored])
-        for i, row in zip(scored, test.counts(pooled)):
-            out[i] = row
+    if not scored:
+        return out
+    sums, from_bits = {}, []
+    for i in scored:
+        reruns, bits, *worker = combinations[i]
+        if worker and worker[0] is not None and (test.mask is None or all(p is not None for _, p in worker[0])):
+            kept = [h for r, h in zip(reruns, worker[0]) if not r["diverged"]]
+            sums[i] = (sum((h for h, _ in kept), np.zeros(test.orders, dtype=np.int64)),
+                       None if test.mask is None else sum((p for _, p in kept), np.zeros(test.orders, dtype=np.int64)))
+        else:
+            from_bits.append(i)
+    if from_bits:
+        pooled = np.stack([pooled_predictions([_as_bytes(b) for r, b in zip(*combinations[i][:2]) if not r["diverged"]],
+                                              len(test.labels)) for i in from_bits])
+        hits, predicted = test.hits(pooled)
+        for j, i in enumerate(from_bits):
+            sums[i] = (hits[j], None if predicted is None else predicted[j])
+    hits = np.stack([sums[i][0] for i in scored])
+    predicted = None if test.mask is None else np.stack([sums[i][1] for i in scored])
+    for i, row in zip(scored, test.counts_of_hits(hits, predicted)):
+        out[i] = row
     return out
 
 
@@ -357,6 +380,15 @@ def trial_value(p: float) -> float:
 def _as_bytes(bits) -> bytes:
     """Packed predictions as bytes, from the study's base64 text or as they are."""
     return bits if isinstance(bits, bytes) else base64.b64decode(bits)
+
+
+def _summed_hits(folds: list[dict]) -> dict:
+    """A rerun's hits under every label order, summed over its folds (none unless every fold has them)."""
+    if not all("hits" in f for f in folds):
+        return {}
+    predicted = [f["predicted"] for f in folds]
+    return {"hits": sum(f["hits"] for f in folds),
+            "predicted": None if any(p is None for p in predicted) else sum(predicted)}
 
 
 def _finite_or_none(value) -> float | None:

@@ -106,6 +106,26 @@ def permutation_test(settings: Settings, rows: Labelled) -> PermutationTest:
     return PermutationTest(rows.y, blocks, settings.permutations, settings.seed)
 
 
+def share_label_orders(test: PermutationTest, data: dict) -> None:
+    """Save each fold's rows of the test's label orders beside its data files, for the workers.
+
+    A worker counts its trainings' true positives under every order
+    (training/loop.py): the product of predictions with the labels is most
+    of what scoring a combination costs, and done in the workers it runs on
+    every core instead of in the one main process. The sums add up over
+    folds, whose evaluated rows follow each other in the test's rows.
+    """
+    assert sum(data["fold_rows"]) == len(test.labels), "the folds' evaluated rows are the test's rows"
+    start = 0
+    for files, rows in zip(data["folds"], data["fold_rows"]):
+        folder = Path(files["eval_y"]).parent
+        for name, matrix in (("order_labels", test.labels), ("order_mask", test.mask)):
+            if matrix is not None:
+                files[name] = str(folder / f"{name}.npy")
+                np.save(files[name], np.ascontiguousarray(matrix[start:start + rows]))
+        start += rows
+
+
 RUN_RECORD = ("TRAIN_CSV", "TEST_CSV", "LATEST_CSV", "SEED", "RERUN_COUNT", "PREDICTION_THRESHOLD", "SELECTION",
               "EXPLORE_ALL_COMBINATIONS", "NUMBER_OF_COMBINATIONS_TO_TRY", "SAMPLER", "PRUNER",
               "P_VALUE_TEST", "FALSE_DISCOVERY_RATE", "SIGNIFICANCE_LEVEL", "PERMUTATIONS",

@@ -38,6 +38,7 @@ from sweep.rows import (
     prepare_data,
     run_fingerprint,
     run_record,
+    share_label_orders,
     too_few_blocks,
 )
 from sweep.samplers import make_pruner, make_sampler, suggest_combination
@@ -56,6 +57,7 @@ class Sweep:
         self.study_name = study_name or (run_name if storage_url else "sweep")
         self.data = prepare_data(settings)
         self.test = permutation_test(settings, self.data["evaluated"])
+        share_label_orders(self.test, self.data)
         if self.test.smallest_p_value > settings.significance_level:
             warnings.warn(too_few_blocks(self.test, "evaluated rows", settings.significance_level))
         self.combinations = plan.planned_combinations(settings) if settings.planned else []
@@ -256,10 +258,12 @@ class Sweep:
         """Record a finished task of the sweep; returns how many combinations it completed."""
         completed = self.recorder.add_results(results, {(t["combination"], t["rerun"]): t for t in task},
                                               fold=task[0]["fold"])
-        merged = [(cid, *with_earlier(self.claims[cid].earlier, reruns, bits, self.settings.rerun_count))
-                  for cid, reruns, bits in completed]
-        scored = permutation_counts_of(self.test, [(reruns, bits) for _, reruns, bits in merged])  # None: pruned
-        for (cid, reruns, bits), counts in zip(merged, scored):
+        # a grown combination's earlier reruns have predictions only: those are scored from them
+        merged = [(cid, *with_earlier(self.claims[cid].earlier, reruns, bits, self.settings.rerun_count),
+                   hits if self.claims[cid].earlier is None else None)
+                  for cid, reruns, bits, hits in completed]
+        scored = permutation_counts_of(self.test, [combination[1:] for combination in merged])  # None: pruned
+        for (cid, reruns, bits, _), counts in zip(merged, scored):
             claim = self.claims.pop(cid)
             p = p_value_of(self.test, counts)
             value = None if counts is None else trial_value(p)

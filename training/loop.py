@@ -29,7 +29,7 @@ def member_generator(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)  # a fold's six arrays, for up to ten folds
 def load_arrays(path: str, device: str) -> torch.Tensor:
     """Read a prepared array once per worker process and keep it (the data is sent once, not per task)."""
     return torch.from_numpy(np.load(path)).to(device)
@@ -62,6 +62,7 @@ def train_task(task: dict) -> list[dict]:
                                                     after_epoch=after_epoch, channels=task.get("channels", 1))
     predictions = predict(model, x_eval, task["threshold"])
     counts = confusion_counts(predictions, y_eval)
+    hits, predicted = order_hits(predictions, task["data"], device)
     seconds = (time.perf_counter() - started) / len(members)
 
     results = [None] * len(members)
@@ -74,7 +75,28 @@ def train_task(task: dict) -> list[dict]:
             "epochs": epochs, "pruned": epochs < task["arch"]["max_epochs"],
             "predictions": np.packbits(predictions[row].cpu().numpy()).tobytes(),
         }
+        if hits is not None:
+            results[i]["hits"] = hits[row]
+            results[i]["predicted"] = None if predicted is None else predicted[row]
     return results
+
+
+def order_hits(predictions: torch.Tensor, data: dict, device: torch.device):
+    """Each member's true positives under every label order of the permutation test [members, orders]
+    (and the positives each order counts, where some orders leave rows out), or (None, None) without them.
+
+    Sums over rows, which the main process adds up over a combination's
+    reruns and folds (ranking/significance.py: PermutationTest.hits);
+    counted here, the product with the labels runs on every core.
+    """
+    if "order_labels" not in data:
+        return None, None
+    as_float = predictions.float()
+    out = []
+    for name in ("order_labels", "order_mask"):
+        matrix = load_arrays(data[name], str(device)) if name in data else None
+        out.append(None if matrix is None else torch.round(as_float @ matrix).to(torch.int32).cpu().numpy())
+    return out[0], out[1]
 
 
 # Rows are gathered in each member's batch order for a block of steps at a time,
