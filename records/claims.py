@@ -31,25 +31,60 @@ HOST = os.environ.get("SWEEP_HOST_ID") or socket.gethostname()
 STARTED = time.time()
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A finished combination as the study records it: its own trial, or its entry in its task's trial.
+
+    Read like a trial of its own: `user_attrs` are the combination's
+    ("combination", "params", "reruns", "p_value"), the rest is the trial's.
+    """
+    user_attrs: dict
+    trial: FrozenTrial
+
+    @property
+    def state(self):
+        return self.trial.state
+
+    @property
+    def system_attrs(self) -> dict:
+        return self.trial.system_attrs
+
+
+def finished_in(trial: FrozenTrial) -> list[tuple[str, Finished]]:
+    """(combination id, Finished) of each combination a finished trial records.
+
+    A planned sweep records each finished task as one trial whose
+    "combinations" user attr lists its combinations' entries (one record
+    per task instead of one per combination: on a big grid of small
+    trainings, the records were most of the main process's work and
+    memory); a trial of its own holds one combination in its user attrs.
+    """
+    held = trial.user_attrs.get("combinations")
+    if held is not None:
+        return [(entry["combination"], Finished(entry, trial)) for entry in held]
+    cid = trial.user_attrs.get("combination")
+    return [] if cid is None else [(cid, Finished(trial.user_attrs, trial))]
+
+
 @dataclass
 class Claim:
     trial_id: int | None            # the RUNNING trial holding it; None: held in the heartbeat record
     combination: dict
     cid: str
     since: float = field(default_factory=time.time)
-    earlier: FrozenTrial | None = None  # a finished trial with some of its reruns (a grown RERUN_COUNT)
+    earlier: Finished | None = None  # a finished record with some of its reruns (a grown RERUN_COUNT)
 
 
 @dataclass
 class Status:
     """What the study holds, per combination id."""
-    records: dict = field(default_factory=dict)   # cid -> finished trial (COMPLETE or PRUNED)
+    records: dict = field(default_factory=dict)   # cid -> Finished (its trial COMPLETE or PRUNED)
     failed: dict = field(default_factory=dict)    # cid -> FAIL trial with an error (failed in this run)
     claimed: dict = field(default_factory=dict)   # cid -> RUNNING trial of a live process (this one included)
     claimants: int = 1                            # live processes, this one included
     live_cpus: int = 1                            # their CPU_COUNTs added up
     held_here: int = 0                            # combinations this process holds and has not recorded
-    earlier: dict = field(default_factory=dict)   # cid -> finished trial with fewer reruns than wanted
+    earlier: dict = field(default_factory=dict)   # cid -> Finished with fewer reruns than wanted
 
     def taken(self, cid: str) -> bool:
         return cid in self.records or cid in self.failed or cid in self.claimed
@@ -86,13 +121,13 @@ def claim_trial(template: dict, state, value, since: float, until: float | None,
                        intermediate_values={}, trial_id=-1)
 
 
-def reruns_in(trial: FrozenTrial | None) -> float:
-    """How many reruns a finished trial holds; a pruned one counts as all (the pruner stopped it for good)."""
-    if trial is None:
+def reruns_in(record: Finished | FrozenTrial | None) -> float:
+    """How many reruns a finished record holds; a pruned one counts as all (the pruner stopped it for good)."""
+    if record is None:
         return 0
-    if trial.state == TrialState.PRUNED:
+    if record.state == TrialState.PRUNED:
         return math.inf
-    return len(trial.user_attrs.get("reruns", ()))
+    return len(record.user_attrs.get("reruns", ()))
 
 
 def pid_alive(pid: int) -> bool:

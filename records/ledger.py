@@ -38,7 +38,17 @@ import uuid
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from records.claims import HOST, STARTED, Claim, Status, claim_trial, fair_share, pid_alive, reruns_in
+from records.claims import (
+    HOST,
+    STARTED,
+    Claim,
+    Status,
+    claim_trial,
+    fair_share,
+    finished_in,
+    pid_alive,
+    reruns_in,
+)
 from records.outage import Patience, patiently
 from records.storage import Storage
 
@@ -141,17 +151,19 @@ class Ledger:
         self._open, self._seen_trials = [], len(trials)
         for index in fresh:
             trial = trials[index]
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                for cid, record in finished_in(trial):
+                    if self.reruns is None or reruns_in(record) >= self.reruns:
+                        self._records.setdefault(cid, record)
+                    elif reruns_in(record) > reruns_in(self._earlier.get(cid)):
+                        self._earlier[cid] = record
+                continue
             cid = trial.user_attrs.get("combination")
             if cid is None:
                 if not trial.state.is_finished():
                     self._open.append(index)  # its combination may not be set yet (an ask in progress)
                 continue
-            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                if self.reruns is None or reruns_in(trial) >= self.reruns:
-                    self._records.setdefault(cid, trial)
-                elif reruns_in(trial) > reruns_in(self._earlier.get(cid)):
-                    self._earlier[cid] = trial
-            elif trial.state == TrialState.FAIL:
+            if trial.state == TrialState.FAIL:
                 # an error recorded during this run; errors from before a restart get one more try
                 if "error" in trial.user_attrs and trial.datetime_complete is not None and \
                         trial.datetime_complete.timestamp() >= STARTED - 1:
@@ -364,6 +376,45 @@ class Ledger:
             self._note_lost(claim.cid)  # failed as stale by another process
             return False
         return True
+
+    @patiently
+    def finish_task(self, finished: list[tuple[Claim, float, dict]]) -> set[str]:
+        """Record a task's finished claims, held in the heartbeat record, as one COMPLETE trial; returns
+        the combinations recorded (those another process took over meanwhile are dropped, as in `finish`).
+
+        (claim, value, user attrs) each. The trial's "combinations" user attr
+        lists each combination's entry, what a trial of its own would hold
+        (claims.finished_in); its value is the best of theirs, for the
+        dashboard. One record per task instead of one per combination: on a
+        big grid of small trainings, Optuna's per-trial work was most of the
+        main process's, and its per-trial memory most of its growth.
+        """
+        cids = [claim.cid for claim, _, _ in finished]
+        if cids and cids[0] in self._finishing and self._recorded_by_me(finished[0][0]):
+            # the attempt an outage cut short had been written after all (the whole trial, or none of it)
+            self._finishing.difference_update(cids)
+            self.holds.difference_update(cids)
+            return set(cids)
+        self._finishing.update(cids)
+        self.beat()  # after a long silence, this finds out whether the claims were taken over
+        kept = []
+        for claim, value, user_attrs in finished:
+            if claim.cid in self.lost:
+                self._finishing.discard(claim.cid)
+                self._note_lost(claim.cid)
+            else:
+                kept.append((claim, value, user_attrs))
+        if kept:
+            entries = [{**self._template(claim.combination, claim.cid)["user_attrs"], **user_attrs}
+                       for claim, _, user_attrs in kept]
+            since = min(claim.since for claim, _, _ in kept)
+            self._create_trial(claim_trial({"params": {}, "distributions": {}, "user_attrs": {}}, TrialState.COMPLETE,
+                                           max(value for _, value, _ in kept), since, time.time(),
+                                           {"combinations": entries}, self.me))
+        recorded = {claim.cid for claim, _, _ in kept}
+        self._finishing.difference_update(recorded)
+        self.holds.difference_update(recorded)
+        return recorded
 
     def _recorded_by_me(self, claim: Claim) -> bool:
         """Whether this process's record of `claim` reached the study (before an outage cut the reply short)."""

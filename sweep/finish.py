@@ -8,6 +8,7 @@ from ranking.report import write_report
 from ranking.summary import write_summary
 from ranking.table import print_ranking
 from ranking.verdict import headline
+from records.view import PerCombination
 
 
 def finish(sweep) -> int:
@@ -55,7 +56,7 @@ def finish(sweep) -> int:
     result = write_summary(sweep.run_dir, sweep.settings, ranking, confirmation, (sweep.test, sweep.data["splits"]),
                            tested, {"completed": completed, "pruned": pruned, "failed": failed}, sweep.timing)
     # the study's trials give the completion order and the importances: a read that rides out an outage
-    sweep.ledger.patience.call(lambda: write_report(sweep.run_dir, ranking, sweep.recorder.study))
+    sweep.ledger.patience.call(lambda: write_report(sweep.run_dir, ranking, PerCombination(sweep.recorder.study)))
     print(f"Report with plots: {sweep.run_dir / 'report.md'}")
     print(f"\n{headline(result)}\n{result.reason}")
     return 0

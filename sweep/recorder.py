@@ -37,7 +37,7 @@ from ranking.table import (
     rank_combinations,
     reruns_table,
 )
-from records.claims import reruns_in
+from records.claims import finished_in, reruns_in
 from records.reruns import columns_of, first_reruns, without_columns
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
@@ -94,17 +94,22 @@ class Recorder:
             if trial.number in self._synced or not trial.state.is_finished():
                 continue
             self._synced.add(trial.number)
-            if len(self._synced) == 1:
+            if trial.distributions and not self._recorded_distributions:
                 self._recorded_distributions = trial.distributions
+            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                for cid, record in finished_in(trial):
+                    if cid in self.rows or cid in finished or (self.planned is not None and cid not in self.planned) \
+                            or "reruns" not in record.user_attrs:
+                        continue
+                    if reruns_in(record) < self.settings.rerun_count:
+                        continue  # some of its reruns: the sweep trains the others, then records it whole
+                    finished[cid] = (*first_reruns(record.user_attrs, self.settings.rerun_count),
+                                     record.user_attrs.get("params"))
+                continue
             cid = trial.user_attrs.get("combination")
             if cid is None or cid in self.rows or (self.planned is not None and cid not in self.planned):
                 continue
-            if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) and "reruns" in trial.user_attrs:
-                if reruns_in(trial) < self.settings.rerun_count:
-                    continue  # some of its reruns: the sweep trains the others, then records it whole
-                finished[cid] = (*first_reruns(trial.user_attrs, self.settings.rerun_count),
-                                 trial.user_attrs.get("params"))
-            elif trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
+            if trial.state == TrialState.FAIL and "error" in trial.user_attrs and \
                     not any(e["combination"] == cid and e["outcome"] == "failed" for e in self.errors):
                 self.errors.append({"combination": cid, **columns_of(trial.user_attrs), "outcome": "failed",
                                     "error": trial.user_attrs["error"], "traceback": trial.user_attrs["traceback"]})

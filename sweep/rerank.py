@@ -18,11 +18,12 @@ from ranking.report import write_report
 from ranking.summary import write_summary
 from ranking.table import print_ranking
 from ranking.verdict import headline
-from records.claims import reruns_in
+from records.claims import finished_in, reruns_in
 from records.ledger import Ledger
 from records.outage import StorageUnavailable, describe
 from records.reruns import first_reruns
 from records.storage import open_storage, open_study, redact
+from records.view import PerCombination
 from sweep.plan import combination_id, planned_combinations
 from sweep.recorder import Recorder, permutation_counts
 from sweep.rows import (
@@ -74,8 +75,8 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
                                create=False)
         confirmed_top = set(recorder.ranking["combination"].head(settings.confirm_top_k))
         records = {}
-        for t in confirmed.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            cid = t.user_attrs.get("combination")
+        for cid, t in (pair for trial in confirmed.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                       for pair in finished_in(trial)):
             if cid in confirmed_top and cid not in records and reruns_in(t) >= settings.rerun_count:
                 records[cid] = first_reruns(t.user_attrs, settings.rerun_count)
         records = list(records.values())
@@ -100,7 +101,7 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
     timing = read_json(run_dir / "summary.json").get("sweep")
     result = write_summary(run_dir, settings, ranking, recorder.confirmation, (test, splits), tested,
                            {"completed": len(ranking) - pruned, "pruned": pruned, "failed": failed}, timing)
-    write_report(run_dir, ranking, study)
+    write_report(run_dir, ranking, PerCombination(study))
     print(f"Ranking and report: {run_dir}")
     print(f"\n{headline(result)}\n{result.reason}")
     return 0

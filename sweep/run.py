@@ -263,13 +263,21 @@ class Sweep:
                    hits if self.claims[cid].earlier is None else None)
                   for cid, reruns, bits, hits in completed]
         scored = permutation_counts_of(self.test, [combination[1:] for combination in merged])  # None: pruned
+        together = []  # held in the heartbeat record and completed: recorded as one trial for the task
         for (cid, reruns, bits, _), counts in zip(merged, scored):
             claim = self.claims.pop(cid)
             p = p_value_of(self.test, counts)
-            value = None if counts is None else trial_value(p)
-            if self.ledger.finish(claim, TrialState.COMPLETE if counts is not None else TrialState.PRUNED, value,
-                                  {"reruns": stored_rows(reruns, bits), "p_value": p}):
+            attrs = {"reruns": stored_rows(reruns, bits), "p_value": p}
+            if claim.trial_id is None and counts is not None:
+                together.append((claim, trial_value(p), attrs, reruns, bits, counts))
+            elif self.ledger.finish(claim, TrialState.COMPLETE if counts is not None else TrialState.PRUNED,
+                                    None if counts is None else trial_value(p), attrs):
                 self.recorder.keep(cid, reruns, bits, counts=counts, scored=True)
+        if together:
+            recorded = self.ledger.finish_task([(claim, value, attrs) for claim, value, attrs, *_ in together])
+            for claim, _, _, reruns, bits, counts in together:
+                if claim.cid in recorded:
+                    self.recorder.keep(claim.cid, reruns, bits, counts=counts, scored=True)
         if self.recorder.best_p is not None:
             self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
         return len(completed)

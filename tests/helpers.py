@@ -6,6 +6,7 @@ import numpy as np
 
 from inputs.errors import DataError
 from inputs.files import load_labelled
+from records.claims import finished_in
 
 
 def write_dat(path: Path, rows: int, seed: int) -> None:
@@ -54,3 +55,8 @@ def reported_line(exc: DataError) -> int:
     match = re.search(r"\bat line (\d+)\b", str(exc))
     assert match, f"no line number in message: {exc}"
     return int(match.group(1))
+
+
+def finished_combinations(trials) -> list:
+    """Each finished combination a study records, in order: a task's trial holds several (records/claims.py)."""
+    return [record for t in trials if t.state.name == "COMPLETE" for _, record in finished_in(t)]

@@ -44,11 +44,12 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
 
 
 def test_a_journal_cut_short_by_a_kill_is_repaired(tmp_path, data_dir):
-    config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3]})
+    # two architectures, so two tasks: each recorded by a trial of its own
+    config = write_config(tmp_path, data_dir, grid={"hidden_layers": [[1], [2, 1]]})
     assert run_search(config, tmp_path / "results").returncode == 0
     journal = tmp_path / "results" / "small" / "study.journal"
     lines = journal.read_bytes().splitlines(keepends=True)
-    # cut the journal inside the record that finished the second combination, as a kill mid-write would
+    # cut the journal inside the record that finished the second task, as a kill mid-write would
     last = max(i for i, line in enumerate(lines) if b'"state":1,' in line)  # COMPLETE
     journal.write_bytes(b"".join(lines[:last]) + lines[last][:40])
     again = run_search(config, tmp_path / "results")

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from helpers import finished_combinations
 from sqlalchemy.exc import OperationalError
 from test_scale_out import GRID12, _check_exactly_once
 from test_search import ROOT, write_config
@@ -39,7 +40,7 @@ def start(config: Path, results: Path, url: str, study: str, host: str, env=None
 
 def finished_trials(url: str, study: str) -> list:
     try:
-        return [t for t in optuna.load_study(study_name=study, storage=url).trials if t.state.name == "COMPLETE"]
+        return finished_combinations(optuna.load_study(study_name=study, storage=url).trials)
     except (KeyError, OperationalError):
         return []
 

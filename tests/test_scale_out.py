@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from helpers import finished_combinations
 from test_search import ROOT, run_search, write_config
 
 from records.storage import journal_storage
@@ -46,7 +47,7 @@ def test_tpe_run_of_40_trials_over_a_range_space(tmp_path, data_dir):
     for name in ("reruns.csv", "errors.csv", "report.md", "summary.json", "p_values.png"):
         assert (run / name).is_file(), name
     study = optuna.load_study(study_name="sweep", storage=_journal(run))
-    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    complete = finished_combinations(study.trials)
     assert len(complete) == 40 and len({t.user_attrs["combination"] for t in complete}) == 40
     assert "40 combinations completed, 0 failed" in done.stdout
 
@@ -151,8 +152,8 @@ def _trials(storage_args: list[str], run: Path, name: str):
 
 
 def _check_exactly_once(trials, expected: int):
-    """Every combination recorded once, by one trial; nothing trained twice, nothing missing."""
-    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    """Every combination recorded once; nothing trained twice, nothing missing."""
+    finished = finished_combinations(trials)
     ids = [t.user_attrs["combination"] for t in finished]
     assert len(ids) == expected and len(set(ids)) == expected, sorted(ids)
     assert not any(t.state.name == "RUNNING" for t in trials)
@@ -222,8 +223,7 @@ def test_a_killed_process_loses_its_combinations_to_the_others(tmp_path, data_di
         # the heartbeat record is as of the last beat (every timeout / 4), so it can still list combinations
         # the victim has finished since: only those without a trial count as held
         try:
-            recorded = {t.user_attrs.get("combination") for t in _trials(shared, run, name)
-                        if t.state.name == "COMPLETE"}
+            recorded = {t.user_attrs.get("combination") for t in finished_combinations(_trials(shared, run, name))}
         except (KeyError, FileNotFoundError, ValueError):
             recorded = set()
         return victims_holds() - recorded

@@ -9,9 +9,9 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from helpers import finished_combinations
 from optuna.distributions import (
     CategoricalDistribution,
-    FloatDistribution,
     distribution_to_json,
 )
 from scipy import stats
@@ -19,8 +19,10 @@ from statsmodels.stats.multitest import multipletests
 
 from models import native
 from ranking.significance import PermutationTest, pooled_predictions, row_blocks
+from ranking.values import importances
 from records.reruns import rows_from_study
 from records.storage import journal_storage
+from records.view import PerCombination
 from sweep import commands, rows
 from sweep import run as run_module
 
@@ -77,7 +79,7 @@ def test_grid_sweep_end_to_end(tmp_path, data_dir):
     # optuna-dashboard reads the study: -log10 p, maximized, so its plots spread the small p-values out
     study = load_study(run / "study.journal")
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
-    recorded = {t.user_attrs["combination"]: t for t in study.trials}
+    recorded = {t.user_attrs["combination"]: t for t in PerCombination(study).get_trials()}
     for row in ranking.itertuples():
         assert recorded[row.combination].user_attrs["p_value"] == pytest.approx(row.p_value, rel=1e-12)
         assert recorded[row.combination].value == pytest.approx(-np.log10(row.p_value), rel=1e-12)
@@ -133,10 +135,10 @@ def permutation_p_values(run: Path, evaluated_csv: Path, permutations: int = 100
     labels = np.loadtxt(evaluated_csv, delimiter=",")[:, -1]
     test = PermutationTest(labels, row_blocks(len(labels), None), permutations, seed)
     p = {}
-    for trial in load_study(run / "study.journal").trials:
-        reruns, bits = rows_from_study(trial.user_attrs)
+    for record in finished_combinations(load_study(run / "study.journal").trials):
+        reruns, bits = rows_from_study(record.user_attrs)
         pooled = pooled_predictions([b for r, b in zip(reruns, bits) if not r["diverged"]], len(labels))
-        p[trial.user_attrs["combination"]] = test.p_values(test.counts(pooled))[0]
+        p[record.user_attrs["combination"]] = test.p_values(test.counts(pooled))[0]
     return pd.Series(p)
 
 
@@ -144,40 +146,51 @@ def load_study(journal: Path):
     return optuna.load_study(study_name="sweep", storage=journal_storage(str(journal)))
 
 
-def test_the_study_records_numbers_as_ranges_and_a_resumed_study_keeps_its_own(tmp_path, data_dir):
+def test_the_study_records_each_task_once_and_reads_as_one_trial_per_combination(tmp_path, data_dir):
     config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3, 1e-4], "optimizer": ["adam", "sgd"]})
     done = run_search(config, tmp_path / "results")
     assert done.returncode == 0, done.stderr
     journal = tmp_path / "results" / "small" / "study.journal"
     trials = load_study(journal).trials
-    assert len(trials) == 6
+    assert len(finished_combinations(trials)) == 6 and len(trials) < 6  # a trial per task, not per combination
     for trial in trials:
-        assert trial.distributions == {"learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
-                                       "optimizer": CategoricalDistribution(["adam", "sgd"])}
+        entries = trial.user_attrs["combinations"]
+        assert trial.value == pytest.approx(max(-np.log10(e["p_value"]) for e in entries))  # the task's best
+    # the report reads one trial per combination, its hyperparameters as params where they vary
+    view = PerCombination(load_study(journal)).get_trials()
+    assert len(view) == 6
+    for trial in view:
         assert trial.params == {k: trial.user_attrs["params"][k] for k in ("learning_rate", "optimizer")}
-    assert set(optuna.importance.get_param_importances(load_study(journal))) == {"learning_rate", "optimizer"}
-    # A study begun by an older version, which recorded every value as a categorical choice,
-    # and stopped after 2 combinations: resumed, it goes on with the distributions it has.
+        assert trial.value == pytest.approx(-np.log10(trial.user_attrs["p_value"]))
+    assert set(importances(PerCombination(load_study(journal))).index) == {"learning_rate", "optimizer"}
+    # A study begun by an older version, which recorded a trial per combination with every value as a
+    # categorical choice, and stopped after 2 combinations: resumed, both layouts are read.
     old = CategoricalDistribution([0.01, 0.001, 0.0001])
-    lines, kept = [], 0
+    lines = []
     for line in journal.read_text().splitlines():
         record = json.loads(line)
-        if record["op_code"] == 4:  # a trial created
-            kept += 1
-            if kept > 2:
-                continue
-            record["distributions"]["learning_rate"] = distribution_to_json(old)
-            record["params"]["learning_rate"] = old.to_internal_repr(record["user_attrs"]["params"]["learning_rate"])
-        lines.append(json.dumps(record))
+        if record["op_code"] != 4:  # not a trial created
+            lines.append(json.dumps(record))
+            continue
+        for entry in record["user_attrs"]["combinations"][:2 - sum('"op_code": 4' in x for x in lines)]:
+            params = entry["params"]
+            lines.append(json.dumps({**record, "user_attrs": entry,
+                                     "distributions": {"learning_rate": distribution_to_json(old),
+                                                       "optimizer": distribution_to_json(CategoricalDistribution(
+                                                           ["adam", "sgd"]))},
+                                     "params": {"learning_rate": old.to_internal_repr(params["learning_rate"]),
+                                                "optimizer": ["adam", "sgd"].index(params["optimizer"])}}))
     journal.write_text("\n".join(lines) + "\n")
+    assert len(load_study(journal).trials) == 2
     again = run_search(config, tmp_path / "results")
     assert again.returncode == 0, again.stderr
     assert "2 of 6 combinations already finished" in again.stderr
     trials = load_study(journal).trials
-    assert len(trials) == 6
-    assert all(t.distributions["learning_rate"] == old for t in trials)
-    assert {t.params["learning_rate"] for t in trials} == {0.01, 0.001, 0.0001}
-    assert set(optuna.importance.get_param_importances(load_study(journal))) == {"learning_rate", "optimizer"}
+    assert len(finished_combinations(trials)) == 6
+    assert all(t.distributions["learning_rate"] == old for t in trials[:2])
+    view = PerCombination(load_study(journal)).get_trials()
+    assert {t.params["learning_rate"] for t in view} == {0.01, 0.001, 0.0001}
+    assert set(importances(PerCombination(load_study(journal))).index) == {"learning_rate", "optimizer"}
 
 
 def test_a_change_that_alters_the_trainings_is_refused_naming_each_setting(tmp_path, data_dir):
@@ -248,15 +261,15 @@ def test_growing_a_finished_run_trains_only_what_is_new(tmp_path, data_dir):
     assert trainings() == 0
     pd.testing.assert_frame_equal(pd.read_csv(run / "ranking.csv").drop(columns="seconds"),
                                   first_ranking.drop(columns="seconds"))
-    assert len(load_study(run / "study.journal").trials) == 4 + 2 + 6
+    assert len(finished_combinations(load_study(run / "study.journal").trials)) == 4 + 2 + 6
 
 
 def stored_bits(run: Path) -> dict:
     """(combination, rerun) -> the packed predictions its latest trial in the study holds."""
     bits = {}
-    for trial in load_study(run / "study.journal").trials:
-        reruns, packed = rows_from_study(trial.user_attrs)
-        bits.update({(trial.user_attrs["combination"], r["rerun"]): b for r, b in zip(reruns, packed)})
+    for record in finished_combinations(load_study(run / "study.journal").trials):
+        reruns, packed = rows_from_study(record.user_attrs)
+        bits.update({(record.user_attrs["combination"], r["rerun"]): b for r, b in zip(reruns, packed)})
     return bits
 
 
