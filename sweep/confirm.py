@@ -10,13 +10,13 @@ from inputs.errors import DataError
 from records.reruns import first_reruns, stored_rows, with_earlier
 from records.storage import open_study
 from sweep.pool import Pool
-from sweep.recorder import p_value_of, permutation_counts, trial_value
 from sweep.rows import (
     file_digest,
     permutation_test,
     prepare_confirmation_data,
     too_few_blocks,
 )
+from sweep.scoring import p_value_of, permutation_counts, trial_value
 
 
 def confirm(sweep) -> int:

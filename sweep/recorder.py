@@ -28,7 +28,7 @@ from inputs.hyperparameters import (
 from inputs.settings import Settings
 from inputs.space import Range
 from ranking.scores import score_counts
-from ranking.significance import KeptCounts, PermutationTest, pooled_predictions
+from ranking.significance import KeptCounts, PermutationTest
 from ranking.table import (
     ERROR_COLUMNS,
     RERUN_COLUMNS,
@@ -39,6 +39,7 @@ from ranking.table import (
 )
 from records.claims import finished_in, reruns_in
 from records.reruns import columns_of, first_reruns, without_columns
+from sweep.scoring import p_value_of, permutation_counts, permutation_counts_of, summed_hits
 
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
@@ -181,7 +182,7 @@ class Recorder:
             pooled.append({**folds[0], **{k: sum(f[k] for f in folds) for k in ("tp", "fp", "tn", "fn", "seconds")},
                            "diverged": any(f["diverged"] for f in folds),
                            "train_loss": float(np.mean([f["train_loss"] for f in folds])),
-                           "predictions": np.packbits(bits).tobytes(), **_summed_hits(folds)})
+                           "predictions": np.packbits(bits).tobytes(), **summed_hits(folds)})
         return pooled
 
     def scored_rows(self, results: list[dict], trainings: dict) -> dict[str, list[dict]]:
@@ -323,77 +324,6 @@ class Recorder:
 def _optuna_params(params: dict) -> dict:
     """Optuna's categorical values must be None/bool/int/float/str: lists become '[2, 1, 0.5]'."""
     return {name: display_value(params[name]) for name in HYPERPARAMETERS if params[name] is not None}
-
-
-def permutation_counts(test: PermutationTest, reruns: list[dict], bits: list) -> np.ndarray | None:
-    """A combination's row of test.counts: its reruns' predictions pooled, a diverged rerun's left out.
-
-    None for a pruned combination: it is ranked with p = 1 (no evidence), as if never better than chance.
-    """
-    return permutation_counts_of(test, [(reruns, bits)])[0]
-
-
-def permutation_counts_of(test: PermutationTest, combinations: list[tuple]) -> list:
-    """permutation_counts of several combinations at once: (reruns, bits), or (reruns, bits, hits) each.
-
-    `hits`, where given, are the workers' counts per rerun under every
-    label order ((hits, predicted) each: training/loop.py), which spare the
-    product of predictions with the labels here; the main process then only
-    adds them up over the reruns that did not diverge. Otherwise (a resumed
-    study, a grown combination whose earlier reruns were trained before)
-    the predictions are scored here, in one product for all of them: the
-    labels of every order are ~10 MB on a year of 48 tickers, read once
-    instead of once per combination.
-    """
-    scored = [i for i, (reruns, *_) in enumerate(combinations)
-              if not any(r.get("status") == "pruned" for r in reruns)]
-    out = [None] * len(combinations)
-    if not scored:
-        return out
-    sums, from_bits = {}, []
-    for i in scored:
-        reruns, bits, *worker = combinations[i]
-        if worker and worker[0] is not None and (test.mask is None or all(p is not None for _, p in worker[0])):
-            kept = [h for r, h in zip(reruns, worker[0]) if not r["diverged"]]
-            sums[i] = (sum((h for h, _ in kept), np.zeros(test.orders, dtype=np.int64)),
-                       None if test.mask is None else sum((p for _, p in kept), np.zeros(test.orders, dtype=np.int64)))
-        else:
-            from_bits.append(i)
-    if from_bits:
-        pooled = np.stack([pooled_predictions([_as_bytes(b) for r, b in zip(*combinations[i][:2]) if not r["diverged"]],
-                                              len(test.labels)) for i in from_bits])
-        hits, predicted = test.hits(pooled)
-        for j, i in enumerate(from_bits):
-            sums[i] = (hits[j], None if predicted is None else predicted[j])
-    hits = np.stack([sums[i][0] for i in scored])
-    predicted = None if test.mask is None else np.stack([sums[i][1] for i in scored])
-    for i, row in zip(scored, test.counts_of_hits(hits, predicted)):
-        out[i] = row
-    return out
-
-
-def p_value_of(test: PermutationTest, counts: np.ndarray | None) -> float:
-    """A combination's block permutation p-value from its row of counts (1 when pruned)."""
-    return 1.0 if counts is None else float(counts[0] / test.orders)
-
-
-def trial_value(p: float) -> float:
-    """What the study records as a trial's value: -log10 p (the study maximizes; p is never 0 here)."""
-    return 0.0 - math.log10(p)
-
-
-def _as_bytes(bits) -> bytes:
-    """Packed predictions as bytes, from the study's base64 text or as they are."""
-    return bits if isinstance(bits, bytes) else base64.b64decode(bits)
-
-
-def _summed_hits(folds: list[dict]) -> dict:
-    """A rerun's hits under every label order, summed over its folds (none unless every fold has them)."""
-    if not all("hits" in f for f in folds):
-        return {}
-    predicted = [f["predicted"] for f in folds]
-    return {"hits": sum(f["hits"] for f in folds),
-            "predicted": None if any(p is None for p in predicted) else sum(predicted)}
 
 
 def _finite_or_none(value) -> float | None:

@@ -25,13 +25,14 @@ from records.reruns import first_reruns
 from records.storage import open_storage, open_study, redact
 from records.view import PerCombination
 from sweep.plan import combination_id, planned_combinations
-from sweep.recorder import Recorder, permutation_counts
+from sweep.recorder import Recorder
 from sweep.rows import (
     confirmation_rows,
     evaluation_folds,
     file_digest,
     permutation_test,
 )
+from sweep.scoring import permutation_counts
 
 
 def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:

@@ -32,7 +32,7 @@ from sweep import plan
 from sweep.confirm import confirm
 from sweep.finish import finish
 from sweep.pool import Pool, stop_workers
-from sweep.recorder import Recorder, p_value_of, permutation_counts_of, trial_value
+from sweep.recorder import Recorder
 from sweep.rows import (
     permutation_test,
     prepare_data,
@@ -42,6 +42,7 @@ from sweep.rows import (
     too_few_blocks,
 )
 from sweep.samplers import make_pruner, make_sampler, suggest_combination
+from sweep.scoring import p_value_of, permutation_counts_of, trial_value
 
 JOIN_SECONDS = 1.0  # on a shared database, the wait from the first heartbeat to the first claim
 

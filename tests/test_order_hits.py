@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ranking.significance import PermutationTest, date_blocks
-from sweep.recorder import _summed_hits, permutation_counts_of
 from sweep.rows import share_label_orders
+from sweep.scoring import permutation_counts_of, summed_hits
 from training.loop import order_hits
 
 
@@ -44,7 +44,7 @@ def test_worker_hits_over_two_folds_rank_as_the_pooled_predictions(tmp_path, tes
         hits, predicted = order_hits(torch.from_numpy(predictions[:, start:stop]), data, torch.device("cpu"))
         assert hits.shape == (3, test.orders) and (predicted is None) == (test.mask is None)
         folds.append([{"hits": hits[r], "predicted": None if predicted is None else predicted[r]} for r in range(3)])
-    summed = [_summed_hits([fold[r] for fold in folds]) for r in range(3)]
+    summed = [summed_hits([fold[r] for fold in folds]) for r in range(3)]
     worker = [(s["hits"], s["predicted"]) for s in summed]
 
     from_workers, from_bits = permutation_counts_of(test, [(reruns, bits, worker), (reruns, bits)])
@@ -58,7 +58,7 @@ def test_without_label_orders_a_worker_counts_nothing():
 
 
 def test_a_fold_without_hits_leaves_the_rerun_to_be_scored_from_its_predictions():
-    assert _summed_hits([{"hits": np.ones(3)}, {}]) == {}
+    assert summed_hits([{"hits": np.ones(3)}, {}]) == {}
 
 
 def test_each_fold_gets_its_own_rows_of_the_label_orders(tmp_path):
