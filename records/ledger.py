@@ -152,10 +152,11 @@ class Ledger(Results):
             trial = trials[index]
             if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
                 for cid, record in finished_in(trial):
+                    # kept light: a big study's entries are read from their trials' text when asked
                     if self.reruns is None or reruns_in(record) >= self.reruns:
-                        self._records.setdefault(cid, record)
+                        self._records.setdefault(cid, record.light())
                     elif reruns_in(record) > reruns_in(self._earlier.get(cid)):
-                        self._earlier[cid] = record
+                        self._earlier[cid] = record.light()
                 continue
             cid = trial.user_attrs.get("combination")
             if cid is None:

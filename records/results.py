@@ -10,13 +10,14 @@ outage cut short is checked before it is written again.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from records.claims import Claim, claim_trial
+from records.claims import TASK_ENTRIES, Claim, claim_trial
 from records.outage import patiently
 
 
@@ -96,7 +97,7 @@ class Results:
             since = min(claim.since for claim, _, _ in kept)
             self._create_trial(claim_trial({"params": {}, "distributions": {}, "user_attrs": {}}, TrialState.COMPLETE,
                                            max(value for _, value, _ in kept), since, time.time(),
-                                           {"combinations": entries}, self.me))
+                                           {TASK_ENTRIES: json.dumps(entries, separators=(",", ":"))}, self.me))
         recorded = {claim.cid for claim, _, _ in kept}
         self._finishing.difference_update(recorded)
         self.holds.difference_update(recorded)

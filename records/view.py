@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from inputs.hyperparameters import HYPERPARAMETERS, display_value
-from records.claims import finished_in
+from records.claims import TASK_ENTRIES, finished_in
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class PerCombination:
         """The trials in the order they were recorded, a task's combinations in its place."""
         out = []
         for trial in self.study.get_trials(deepcopy=deepcopy, states=states):
-            if "combinations" not in trial.user_attrs:
+            if TASK_ENTRIES not in trial.user_attrs:
                 out.append(trial)
                 continue
             for _, record in finished_in(trial):

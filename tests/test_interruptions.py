@@ -25,7 +25,8 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
     journal = tmp_path / "killed" / "small" / "study.journal"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and killed.poll() is None:
-        if journal.exists() and journal.read_text().count('"reruns"') >= 2:  # two combinations recorded
+        # two combinations recorded (a task's entries are JSON text inside its trial's record)
+        if journal.exists() and journal.read_text().count('\\"reruns\\"') >= 2:
             break
         time.sleep(0.05)
     os.killpg(killed.pid, signal.SIGKILL)  # the main process and its workers, as a power cut would
@@ -120,7 +121,7 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path, data_dir):
     journal = tmp_path / "results" / "small" / "study.journal"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and '"reruns"' in journal.read_text():
+        if journal.exists() and '\\"reruns\\"' in journal.read_text():
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C

@@ -20,6 +20,7 @@ from statsmodels.stats.multitest import multipletests
 from models import native
 from ranking.significance import PermutationTest, pooled_predictions, row_blocks
 from ranking.values import importances
+from records.claims import task_entries
 from records.reruns import rows_from_study
 from records.storage import journal_storage
 from records.view import PerCombination
@@ -154,7 +155,7 @@ def test_the_study_records_each_task_once_and_reads_as_one_trial_per_combination
     trials = load_study(journal).trials
     assert len(finished_combinations(trials)) == 6 and len(trials) < 6  # a trial per task, not per combination
     for trial in trials:
-        entries = trial.user_attrs["combinations"]
+        entries = task_entries(trial)
         assert trial.value == pytest.approx(max(-np.log10(e["p_value"]) for e in entries))  # the task's best
     # the report reads one trial per combination, its hyperparameters as params where they vary
     view = PerCombination(load_study(journal)).get_trials()
@@ -172,7 +173,7 @@ def test_the_study_records_each_task_once_and_reads_as_one_trial_per_combination
         if record["op_code"] != 4:  # not a trial created
             lines.append(json.dumps(record))
             continue
-        for entry in record["user_attrs"]["combinations"][:2 - sum('"op_code": 4' in x for x in lines)]:
+        for entry in json.loads(record["user_attrs"]["combinations"])[:2 - sum('"op_code": 4' in x for x in lines)]:
             params = entry["params"]
             lines.append(json.dumps({**record, "user_attrs": entry,
                                      "distributions": {"learning_rate": distribution_to_json(old),
