@@ -99,6 +99,20 @@ class Claim:
     earlier: Finished | None = None  # a finished record with some of its reruns (a grown RERUN_COUNT)
 
 
+class Listed:
+    """Candidates given as a list of (cid, combination) pairs, read as the ledger reads a plan's."""
+
+    def __init__(self, pairs: list[tuple[str, dict]]) -> None:
+        self.ids = [cid for cid, _ in pairs]
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def combination(self, k: int) -> dict:
+        return self.pairs[k][1]
+
+
 @dataclass
 class Status:
     """What the study holds, per combination id."""

@@ -40,6 +40,7 @@ from records.claims import (
     HOST,
     STARTED,
     Claim,
+    Listed,
     Status,
     claim_trial,
     fair_share,
@@ -216,13 +217,17 @@ class Ledger(Results):
 
     # -- claiming
     @patiently
-    def claim_planned(self, candidates: list[tuple[str, dict]], limit: int, trial_template,
+    def claim_planned(self, candidates, limit: int, trial_template,
                       running_trials: bool = False) -> tuple[list[Claim], Status]:
-        """Claim up to `limit` of `candidates` (cid, combination) that nobody has done or holds, in order.
+        """Claim up to `limit` of `candidates` that nobody has done or holds, in order.
 
+        `candidates`: a list of (cid, combination), or an object with `ids`
+        and `combination(k)` (a planned sweep's: sweep/plan.py's Candidates).
         Held in the heartbeat record (one record for the round), or with
         `running_trials` as a RUNNING trial each (for a pruner's reports).
         """
+        if isinstance(candidates, list):
+            candidates = Listed(candidates)
         new: set[str] = set()
         try:
             with self.storage.lock():
@@ -264,24 +269,24 @@ class Ledger(Results):
                 pass
             self._orphans.pop()
 
-    def _first_free(self, candidates: list[tuple[str, dict]], status: Status, count: int) -> list[tuple[str, dict]]:
-        """The first `count` candidates nobody has done or holds.
+    def _first_free(self, candidates, status: Status, count: int) -> list[tuple[str, dict]]:
+        """The first `count` candidates nobody has done or holds, as (cid, combination).
 
         Scans on from the first candidate not yet finished for good, rather
         than from the start each round: a 10,000-combination grid is claimed
         in ~120 rounds.
         """
+        ids = candidates.ids
         first = self._cursor[1] if self._cursor[0] is candidates else 0
-        while first < len(candidates) and (candidates[first][0] in status.records or
-                                           candidates[first][0] in status.failed):
+        while first < len(ids) and (ids[first] in status.records or ids[first] in status.failed):
             first += 1
         self._cursor = (candidates, first)
         picked = []
-        for cid, combination in candidates[first:]:
+        for k in range(first, len(ids)):
             if len(picked) == count:
                 break
-            if not status.taken(cid):
-                picked.append((cid, combination))
+            if not status.taken(ids[k]):
+                picked.append((ids[k], candidates.combination(k)))
         return picked
 
     def _running_trial(self, combination: dict, cid: str):

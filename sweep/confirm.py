@@ -48,7 +48,8 @@ def confirm(sweep) -> int:
     name = "confirmation" if sweep.storage_url is None else f"{sweep.study_name}:confirmation"
     study = sweep.ledger.patience.call(lambda: open_study(sweep.storage, name, fingerprint))
     ledger = sweep.new_ledger(study)
-    by_id = {cid: recorder.params[cid] for cid in top}
+    swept, _ = sweep.ledger.refresh()  # each top combination's hyperparameters, as the study records them
+    by_id = {cid: swept.records[cid].user_attrs["params"] for cid in top}
     status, _ = ledger.refresh()
     new = [cid for cid in top if cid not in status.records]
     split = data["split"]

@@ -50,7 +50,11 @@ def grid_size(values: dict) -> int:
 
 def combination_at(values: dict, index: int) -> dict:
     """The `index`-th grid point, counting through each model's product in turn."""
-    for block in grid_blocks(values):
+    return _point(grid_blocks(values), index)
+
+
+def _point(blocks: list[dict], index: int) -> dict:
+    for block in blocks:
         shape = [len(v) for v in block.values()]
         size = math.prod(shape)
         if index < size:
@@ -60,19 +64,46 @@ def combination_at(values: dict, index: int) -> dict:
     raise IndexError(index)
 
 
-def planned_combinations(settings: Settings) -> list[dict]:
-    """The grid in full, or NUMBER_OF_COMBINATIONS_TO_TRY distinct random points of it."""
-    values = settings.hyperparameter_values
-    size = grid_size(values)
+def planned_positions(settings: Settings) -> list[int] | None:
+    """The grid positions a planned sweep trains, in order: None for the whole grid, else
+    NUMBER_OF_COMBINATIONS_TO_TRY distinct random ones."""
     if settings.explore_all_combinations:
-        return [dict(zip(block, point)) for block in grid_blocks(values)
-                for point in itertools.product(*block.values())]
+        return None
+    size = grid_size(settings.hyperparameter_values)
     wanted = settings.number_of_combinations_to_try
     if wanted > size:
         warnings.warn(f"NUMBER_OF_COMBINATIONS_TO_TRY = {wanted} is more than the {size} combinations the "
-                      f"grid holds; trying all {size}.", stacklevel=2)
+                      f"grid holds; trying all {size}.", stacklevel=3)
         wanted = size
-    return [combination_at(values, i) for i in sorted(distinct_draws(settings.seed, size, wanted))]
+    return sorted(distinct_draws(settings.seed, size, wanted))
+
+
+def planned_combinations(settings: Settings) -> list[dict]:
+    """The grid in full, or NUMBER_OF_COMBINATIONS_TO_TRY distinct random points of it."""
+    candidates = Candidates(settings)
+    return [candidates.combination(k) for k in range(len(candidates))]
+
+
+class Candidates:
+    """A planned sweep's combinations, in order: their ids, and each combination built when asked.
+
+    Only the grid positions and the ids are kept: a dict per combination
+    for the whole run was most of what a big grid cost the main process.
+    Read by records/ledger.py's claim_planned (`ids`, `combination(k)`).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.blocks = grid_blocks(settings.hyperparameter_values)
+        self.positions = planned_positions(settings)
+        every = (dict(zip(block, point)) for block in self.blocks for point in itertools.product(*block.values()))
+        combinations = every if self.positions is None else (_point(self.blocks, i) for i in self.positions)
+        self.ids = [combination_id(c) for c in combinations]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def combination(self, k: int) -> dict:
+        return _point(self.blocks, k if self.positions is None else self.positions[k])
 
 
 def distinct_draws(seed: int, size: int, wanted: int, batch: int = 4096) -> list[int]:

@@ -38,9 +38,13 @@ from ranking.table import (
     reruns_table,
 )
 from records.claims import finished_in, reruns_in
-from records.reruns import columns_of, first_reruns, without_columns
+from records.reruns import columns_of, first_reruns
 from sweep.scoring import p_value_of, permutation_counts, permutation_counts_of, summed_hits
 
+# a rerun's row as the recorder keeps it, a tuple of these: a big sweep keeps every combination's
+# rows, and a dict per rerun was most of what they cost; the hyperparameter columns are kept once
+# per combination instead
+RERUN_FIELDS = tuple(name for name in RERUN_COLUMNS if name not in HYPERPARAMETERS)
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
 
@@ -69,9 +73,8 @@ class Recorder:
         self.confirmation_test: PermutationTest | None = None
         self.confirmation_counts: KeptCounts | None = None
         self.partial: dict[str, dict[tuple[int, int], dict]] = {}  # combination -> (rerun, fold) -> result
-        self.rows: dict[str, list[dict]] = {}        # combination -> its scored reruns, without the columns
+        self.rows: dict[str, list[tuple]] = {}       # combination -> its scored reruns (RERUN_FIELDS each)
         self.columns: dict[str, tuple] = {}          # combination -> its hyperparameter columns (HYPERPARAMETERS)
-        self.params: dict[str, dict] = {}            # combination -> its hyperparameters
         self.confirmation_rows: list[dict] = []
         self.errors: list[dict] = []
         self._synced: set[int] = set()               # trial numbers already taken in
@@ -104,8 +107,7 @@ class Recorder:
                         continue
                     if reruns_in(record) < self.settings.rerun_count:
                         continue  # some of its reruns: the sweep trains the others, then records it whole
-                    finished[cid] = (*first_reruns(record.user_attrs, self.settings.rerun_count),
-                                     record.user_attrs.get("params"))
+                    finished[cid] = first_reruns(record.user_attrs, self.settings.rerun_count)
                 continue
             cid = trial.user_attrs.get("combination")
             if cid is None or cid in self.rows or (self.planned is not None and cid not in self.planned):
@@ -118,12 +120,12 @@ class Recorder:
         items = list(finished.items())
         for start in range(0, len(items), 256):  # scored in batches (permutation_counts_of)
             chunk = items[start:start + 256]
-            counts = permutation_counts_of(self.test, [(reruns, bits) for _, (reruns, bits, _) in chunk])
-            for (cid, (reruns, bits, params)), row in zip(chunk, counts):
-                self.keep(cid, reruns, bits, params, counts=row, scored=True)
+            counts = permutation_counts_of(self.test, [(reruns, bits) for _, (reruns, bits) in chunk])
+            for (cid, (reruns, bits)), row in zip(chunk, counts):
+                self.keep(cid, reruns, bits, counts=row, scored=True)
 
-    def keep(self, cid: str, reruns: list[dict], bits: list, params: dict | None = None,
-             counts: np.ndarray | None = None, scored: bool = False) -> None:
+    def keep(self, cid: str, reruns: list[dict], bits: list, counts: np.ndarray | None = None,
+             scored: bool = False) -> None:
         """One finished combination's reruns, and its permutation counts (computed here unless `scored`).
 
         The predictions themselves stay in the study only: the counts are all the ranking needs.
@@ -131,9 +133,7 @@ class Recorder:
         # the hyperparameter columns once per combination, not once per rerun: a big sweep
         # keeps every combination's rows, and the columns were more than half of each
         self.columns[cid] = tuple(reruns[0].get(name) for name in HYPERPARAMETERS)
-        self.rows[cid] = [without_columns(row) for row in reruns]
-        if params is not None:
-            self.params[cid] = params
+        self.rows[cid] = [tuple(row.get(name) for name in RERUN_FIELDS) for row in reruns]
         counts = counts if scored else permutation_counts(self.test, reruns, bits)
         self.counts.add(cid, counts)
         p = p_value_of(self.test, counts)
@@ -163,7 +163,6 @@ class Recorder:
         out = []
         by_rerun = {(r["combination"], r["rerun"]): r for r in complete}
         for cid, reruns in self.scored_rows(complete, trainings).items():
-            self.params[cid] = trainings[(cid, reruns[0]["rerun"])]["params"]
             done = [by_rerun[cid, row["rerun"]] for row in reruns]
             bits = [base64.b64encode(r["predictions"]).decode() for r in done]
             hits = [(r["hits"], r["predicted"]) for r in done] if all("hits" in r for r in done) else None
@@ -297,7 +296,8 @@ class Recorder:
 
     def _reruns_table(self):
         columns = pd.DataFrame(list(self.columns.values()), index=list(self.columns), columns=list(HYPERPARAMETERS))
-        rows = pd.DataFrame([row for reruns in self.rows.values() for row in reruns])
+        rows = pd.DataFrame.from_records([row for reruns in self.rows.values() for row in reruns],
+                                         columns=RERUN_FIELDS)
         return reruns_table(rows.join(columns, on="combination"))
 
     def flush(self, force: bool) -> None:

@@ -24,7 +24,7 @@ from records.outage import StorageUnavailable, describe
 from records.reruns import first_reruns
 from records.storage import open_storage, open_study, redact
 from records.view import PerCombination
-from sweep.plan import combination_id, planned_combinations
+from sweep.plan import Candidates
 from sweep.recorder import Recorder
 from sweep.rows import (
     confirmation_rows,
@@ -57,7 +57,7 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     test = permutation_test(settings, evaluated)
     # the combinations the latest config plans (a study keeps those of a wider earlier grid too)
-    planned = {combination_id(c) for c in planned_combinations(settings)} if settings.planned else None
+    planned = set(Candidates(settings).ids) if settings.planned else None
     recorder = Recorder(run_dir, study, settings, [], test, planned)
     try:  # a reader waits for no outage: it says so at once
         status, trials = Ledger(storage, study, heartbeat_timeout=60, beat=False, reruns=settings.rerun_count,

@@ -61,15 +61,14 @@ class Sweep:
         share_label_orders(self.test, self.data)
         if self.test.smallest_p_value > settings.significance_level:
             warnings.warn(too_few_blocks(self.test, "evaluated rows", settings.significance_level))
-        self.combinations = plan.planned_combinations(settings) if settings.planned else []
         # ids computed once: a big grid is claimed in many rounds
-        self.candidates = [(plan.combination_id(c), c) for c in self.combinations]
+        self.candidates = plan.Candidates(settings) if settings.planned else None
         self.fingerprint = run_fingerprint(settings)
         self.confirmation_split = None
 
     @property
     def total(self) -> int:
-        return len(self.combinations) if self.settings.planned else self.settings.number_of_combinations_to_try
+        return len(self.candidates) if self.settings.planned else self.settings.number_of_combinations_to_try
 
     # ------------------------------------------------------------------ run
     def run(self) -> int:
@@ -94,7 +93,7 @@ class Sweep:
         atomic_write_text(self.settings.config_path.read_text(), self.run_dir / "config.py")
         atomic_write_text(json.dumps(run_record(self.settings), indent=2), self.run_dir / "run.json")
         self.ledger = self.new_ledger(study)
-        planned = {cid for cid, _ in self.candidates} if self.settings.planned else None
+        planned = set(self.candidates.ids) if self.settings.planned else None
         self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"], self.test, planned)
         status, trials = self.ledger.refresh()
         self.recorder.sync(trials)
@@ -215,7 +214,7 @@ class Sweep:
             claims, status = self.ledger.claim_planned(candidates, round_size, self.recorder.trial_template,
                                                        running_trials=self.settings.pruner is not None)
             finished = len(status.records) + len(status.failed) >= len(candidates) and \
-                all(cid in status.records or cid in status.failed for cid, _ in candidates)
+                all(cid in status.records or cid in status.failed for cid in candidates.ids)
         else:
             values = self.settings.hyperparameter_values
             claims, status, exhausted = self.ledger.claim_asked(
@@ -243,7 +242,8 @@ class Sweep:
         if not finished and not status.earlier:
             return
         where = self.run_dir if self.storage_url is None else f"study {self.study_name!r}"
-        growing = sum(cid in status.earlier and cid not in status.records for cid, _ in self.candidates)
+        growing = sum(cid in status.earlier and cid not in status.records for cid in self.candidates.ids) \
+            if self.settings.planned else 0
         if self.settings.planned and finished == self.total:
             print(f"Nothing new to train: {finished} of {self.total} combinations already finished and kept in "
                   f"{where}. Writing the ranking and report again.", file=sys.stderr)
