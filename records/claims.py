@@ -70,8 +70,36 @@ class Finished:
 TASK_ENTRIES = "combinations"  # the user attr of a task's trial: its combinations' entries, as JSON text
 
 
+def task_text(entries: list[dict]) -> str:
+    """A task's entries as the JSON text its trial keeps (read back by task_entries).
+
+    The names of the hyperparameters and of the rows' fields are written
+    once for the task and each entry holds their values, which halves the
+    text; entries whose rows differ in their fields (a grown combination's
+    older reruns) are written as they are.
+    """
+    params = list(entries[0]["params"])
+    fields = list(entries[0]["reruns"][0]) if entries[0]["reruns"] else []
+    if any(list(e["params"]) != params or any(list(row) != fields for row in e["reruns"]) for e in entries):
+        return json.dumps({"entries": entries}, separators=(",", ":"))
+    packed = [{**e, "params": list(e["params"].values()), "reruns": [list(row.values()) for row in e["reruns"]]}
+              for e in entries]
+    return json.dumps({"params": params, "reruns": fields, "entries": packed}, separators=(",", ":"))
+
+
 def task_entries(trial: FrozenTrial) -> list[dict]:
-    return json.loads(trial.user_attrs[TASK_ENTRIES])
+    """A task's entries, each as a trial of its own holds its user attrs."""
+    return read_task_text(trial.user_attrs[TASK_ENTRIES])
+
+
+def read_task_text(text: str) -> list[dict]:
+    """The entries of a task_text."""
+    task = json.loads(text)
+    if "params" not in task:
+        return task["entries"]
+    params, fields = task["params"], task["reruns"]
+    return [{**e, "params": dict(zip(params, e["params"])), "reruns": [dict(zip(fields, row)) for row in e["reruns"]]}
+            for e in task["entries"]]
 
 
 def finished_in(trial: FrozenTrial) -> list[tuple[str, Finished]]:

@@ -10,14 +10,13 @@ outage cut short is checked before it is written again.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from records.claims import TASK_ENTRIES, Claim, claim_trial
+from records.claims import TASK_ENTRIES, Claim, claim_trial, task_text
 from records.outage import patiently
 
 
@@ -92,12 +91,12 @@ class Results:
             else:
                 kept.append((claim, value, user_attrs))
         if kept:
-            entries = [{**self._template(claim.combination, claim.cid)["user_attrs"], **user_attrs}
+            entries = [{"combination": claim.cid, "params": claim.combination, **user_attrs}
                        for claim, _, user_attrs in kept]
             since = min(claim.since for claim, _, _ in kept)
             self._create_trial(claim_trial({"params": {}, "distributions": {}, "user_attrs": {}}, TrialState.COMPLETE,
                                            max(value for _, value, _ in kept), since, time.time(),
-                                           {TASK_ENTRIES: json.dumps(entries, separators=(",", ":"))}, self.me))
+                                           {TASK_ENTRIES: task_text(entries)}, self.me))
         recorded = {claim.cid for claim, _, _ in kept}
         self._finishing.difference_update(recorded)
         self.holds.difference_update(recorded)

@@ -20,7 +20,7 @@ from statsmodels.stats.multitest import multipletests
 from models import native
 from ranking.significance import PermutationTest, pooled_predictions, row_blocks
 from ranking.values import importances
-from records.claims import task_entries
+from records.claims import read_task_text, task_entries
 from records.reruns import rows_from_study
 from records.storage import journal_storage
 from records.view import PerCombination
@@ -173,7 +173,7 @@ def test_the_study_records_each_task_once_and_reads_as_one_trial_per_combination
         if record["op_code"] != 4:  # not a trial created
             lines.append(json.dumps(record))
             continue
-        for entry in json.loads(record["user_attrs"]["combinations"])[:2 - sum('"op_code": 4' in x for x in lines)]:
+        for entry in read_task_text(record["user_attrs"]["combinations"])[:2 - sum('"op_code": 4' in x for x in lines)]:
             params = entry["params"]
             lines.append(json.dumps({**record, "user_attrs": entry,
                                      "distributions": {"learning_rate": distribution_to_json(old),

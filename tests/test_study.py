@@ -5,6 +5,7 @@ test process; they tell each other apart by their heartbeat records (their
 process id is the same, so a silent one is noticed by its heartbeat only).
 """
 import fcntl
+import json
 import threading
 import time
 
@@ -15,6 +16,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
 from records import storage
+from records.claims import read_task_text, task_text
 from records.ledger import Ledger
 from records.storage import journal_storage, open_storage, open_study
 
@@ -192,3 +194,14 @@ def test_processes_opening_one_new_sqlite_file_take_turns(tmp_path, monkeypatch)
     waiter.join(5)
     holder.close()
     assert opened == ["opened"]
+
+
+def test_a_tasks_text_reads_back_its_entries_whatever_their_rows():
+    row = {"rerun": 0, "tp": 3, "precision": None, "bits": "AAE="}
+    same = [{"combination": f"c{i}", "params": {"learning_rate": 0.1 * i, "hidden_layers": [2, 1]},
+             "reruns": [row, {**row, "rerun": 1}], "p_value": 0.5} for i in range(3)]
+    assert read_task_text(task_text(same)) == same
+    assert len(task_text(same)) < len(json.dumps(same))  # the names once for the task
+    # an older rerun with other fields (a grown combination's): written as it is
+    mixed = [same[0], {**same[1], "reruns": [{"rerun": 0, "p_value": 0.2}, row]}]
+    assert read_task_text(task_text(mixed)) == mixed
