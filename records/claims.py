@@ -2,10 +2,11 @@
 
 Two ways to hold a claim. A planned combination (grid, or a random draw
 made up front) is held in the process's heartbeat record: a whole round of
-claims is one record, and the finished combination's trial is created
-whole, so a combination costs the study one record instead of three (on a
-10,000-combination grid of tiny models the per-trial records were most of
-the main process's work). A combination that needs a trial while it trains
+claims is one record, and a finished task's combinations are one trial
+created whole (finished_in), so a task costs the study one record instead
+of three per combination (on a 20,000-combination grid of tiny models the
+per-trial records were most of the main process's work and memory). A
+combination that needs a trial while it trains
 (a sampler's ask, a pruner's reports) is held by a RUNNING trial that names
 the process, as Optuna does it.
 

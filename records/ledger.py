@@ -2,9 +2,10 @@
 
 One process or many, on one machine (the default journal file) or on many
 (`--storage postgresql://...`): a process claims combinations before it
-trains them, under a lock; it records each finished combination as one
-trial (COMPLETE, PRUNED or FAIL, every rerun's counts in the trial's user
-attrs); and it writes a heartbeat while it works. A process that stops
+trains them, under a lock; it records each finished task of a planned
+sweep as one trial, and otherwise each finished combination (COMPLETE,
+PRUNED or FAIL, every rerun's counts in the user attrs: records/results.py);
+and it writes a heartbeat while it works. A process that stops
 beating (killed, machine lost, network gone) loses its claims: the next
 process to claim declares it stopped and trains those combinations itself.
 So a grid is finished exactly once in total: no combination trained twice,
@@ -12,8 +13,8 @@ none left out.
 
 A sweep can grow: with a higher RERUN_COUNT, a combination whose trial
 holds fewer reruns is not finished. It is claimed again, trains only its
-missing reruns, and is recorded as a new trial holding all of them; the
-trial with the most reruns is the one that counts.
+missing reruns, and is recorded anew holding all of them; the record with
+the most reruns is the one that counts.
 
 How a claim is held, and how much of a round each process takes: records/claims.py.
 

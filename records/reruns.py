@@ -1,6 +1,7 @@
-"""A finished combination's reruns as its trial in the study keeps them, and read back.
+"""A finished combination's reruns as the study keeps them, and read back.
 
-The trial holds the combination once (its "params" user attr) and, per
+Its entry (a trial's user attrs, or its entry in its task's trial:
+records/claims.py) holds the combination once (its "params") and, per
 rerun, the reruns.csv row without the hyperparameter columns and the
 packed predictions (base64) beside its counts: smaller records are faster
 to write and read. Older layouts are read too.

@@ -1,8 +1,8 @@
 """The sweep's run loop: claim combinations, fan fused tasks out to the workers, record each result.
 
 The main process never imports torch: it validates, plans, dispatches,
-scores and writes; the joblib (loky) workers train (sweep/pool.py). Each
-finished combination is recorded at once in the Optuna study
+scores and writes; the joblib (loky) workers train and count hits
+(sweep/pool.py). Each finished task is recorded at once in the Optuna study
 (study.journal), which is also what a resumed run reads to skip finished
 work, and what processes sharing a study read to split it.
 """
