@@ -1,6 +1,6 @@
 """Which combinations a run trains, their ids and seeds, and how they are packed into tasks.
 
-The grid is the product of the value lists (itertools.product); random search
+The grid is the product of the value lists, in itertools.product order; random search
 takes the first distinct grid positions of a random stream seeded by SEED.
 Both are a pure function of the config and SEED, so a resumed or re-run sweep
 plans exactly the same combinations, and a larger NUMBER_OF_COMBINATIONS_TO_TRY
@@ -94,16 +94,15 @@ class Candidates:
 
     def __init__(self, settings: Settings) -> None:
         self.blocks = grid_blocks(settings.hyperparameter_values)
-        self.positions = planned_positions(settings)
-        every = (dict(zip(block, point)) for block in self.blocks for point in itertools.product(*block.values()))
-        combinations = every if self.positions is None else (_point(self.blocks, i) for i in self.positions)
-        self.ids = [combination_id(c) for c in combinations]
+        chosen = planned_positions(settings)
+        self.positions = range(grid_size(settings.hyperparameter_values)) if chosen is None else chosen
+        self.ids = [combination_id(_point(self.blocks, i)) for i in self.positions]
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def combination(self, k: int) -> dict:
-        return _point(self.blocks, k if self.positions is None else self.positions[k])
+        return _point(self.blocks, self.positions[k])
 
 
 def distinct_draws(seed: int, size: int, wanted: int, batch: int = 4096) -> list[int]:
