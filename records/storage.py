@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from inputs.errors import ConfigError
+from records.predictions import Predictions
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Storage:
     url: str | None                 # None: the run folder's journal file
     journal: Path | None = None
     engine: object = None
+    # each training's predictions: beside the journal, or in a database's records (records/predictions.py)
+    predictions: Predictions = field(default_factory=lambda: Predictions(None))
 
     @property
     def spec(self) -> dict:
@@ -151,7 +154,7 @@ def open_storage(url: str | None, run_dir: Path) -> Storage:
     if url is None:
         path = run_dir / "study.journal"
         repair_torn_journal(path)
-        return Storage(journal_storage(str(path)), None, journal=path)
+        return Storage(journal_storage(str(path)), None, journal=path, predictions=Predictions(run_dir / "predictions"))
     try:
         rdb = create_rdb(url)
     except Exception as err:  # bad URL, missing driver, server down, wrong password

@@ -1,7 +1,6 @@
 """The confirmation: the top of the validation ranking, retrained and tested once on the test file."""
 from __future__ import annotations
 
-import base64
 import sys
 
 from optuna.trial import TrialState
@@ -68,14 +67,17 @@ def confirm(sweep) -> int:
         claims, status = ledger.claim_planned([(cid, by_id[cid]) for cid in top], len(top), recorder.trial_template)
         return claims, all(cid in status.records or cid in status.failed for cid in top) and not pool.pending
 
+    predictions = ledger.storage.predictions
+
     def record(task, results):
         rows = recorder.scored_rows(results, {(t["combination"], t["rerun"]): t for t in task})
-        packed = {(r["combination"], r["rerun"]): base64.b64encode(r["predictions"]).decode() for r in results}
+        packed = dict(zip([(r["combination"], r["rerun"]) for r in results],
+                          predictions.put([r["predictions"] for r in results])))
         for cid, reruns in rows.items():
             claim = sweep.claims.pop(cid)
             reruns, bits = with_earlier(claim.earlier, reruns, [packed[cid, row["rerun"]] for row in reruns],
                                         settings.rerun_count)
-            p = p_value_of(test, permutation_counts(test, reruns, bits))
+            p = p_value_of(test, permutation_counts(test, reruns, bits, predictions))
             ledger.finish(claim, TrialState.COMPLETE, trial_value(p),
                           {"reruns": stored_rows(reruns, bits), "p_value": p})
         return 0
@@ -88,6 +90,7 @@ def confirm(sweep) -> int:
     confirmed = {cid: first_reruns(status.records[cid].user_attrs, settings.rerun_count)
                  for cid in top if cid in status.records}
     recorder.set_confirmation(test, [row for cid in top if cid in confirmed for row in confirmed[cid][0]],
-                              {cid: permutation_counts(test, *confirmed[cid]) for cid in confirmed})
+                              {cid: permutation_counts(test, *confirmed[cid], predictions)
+                               for cid in confirmed})
     recorder.flush(force=True)
     return 0

@@ -1,7 +1,6 @@
 """The results so far, as the study records them, and the CSVs written from them while the sweep runs."""
 from __future__ import annotations
 
-import base64
 import collections
 import functools
 import math
@@ -38,6 +37,7 @@ from ranking.table import (
     reruns_table,
 )
 from records.claims import finished_in, reruns_in
+from records.predictions import Predictions
 from records.reruns import columns_of, first_reruns
 from sweep.scoring import p_value_of, permutation_counts, permutation_counts_of, summed_hits
 
@@ -64,8 +64,9 @@ class Recorder:
     """
 
     def __init__(self, run_dir: Path, study, settings: Settings, fold_rows: list[int],
-                 test: PermutationTest, planned: set[str] | None = None) -> None:
+                 test: PermutationTest, predictions: Predictions, planned: set[str] | None = None) -> None:
         self.run_dir, self.study, self.settings = run_dir, study, settings
+        self.predictions = predictions                 # where the study's predictions are kept
         self.planned = planned
         self.fold_rows = fold_rows
         self.test = test                             # the ranked rows' block permutation test
@@ -120,7 +121,8 @@ class Recorder:
         items = list(finished.items())
         for start in range(0, len(items), 256):  # scored in batches (permutation_counts_of)
             chunk = items[start:start + 256]
-            counts = permutation_counts_of(self.test, [(reruns, bits) for _, (reruns, bits) in chunk])
+            counts = permutation_counts_of(self.test, [(reruns, bits) for _, (reruns, bits) in chunk],
+                                           self.predictions)
             for (cid, (reruns, bits)), row in zip(chunk, counts):
                 self.keep(cid, reruns, bits, counts=row, scored=True)
 
@@ -128,13 +130,13 @@ class Recorder:
              scored: bool = False) -> None:
         """One finished combination's reruns, and its permutation counts (computed here unless `scored`).
 
-        The predictions themselves stay in the study only: the counts are all the ranking needs.
+        The predictions themselves stay on disk only (`bits` says where): the counts are all the ranking needs.
         """
         # the hyperparameter columns once per combination, not once per rerun: a big sweep
         # keeps every combination's rows, and the columns were more than half of each
         self.columns[cid] = tuple(reruns[0].get(name) for name in HYPERPARAMETERS)
         self.rows[cid] = [tuple(row.get(name) for name in RERUN_FIELDS) for row in reruns]
-        counts = counts if scored else permutation_counts(self.test, reruns, bits)
+        counts = counts if scored else permutation_counts(self.test, reruns, bits, self.predictions)
         self.counts.add(cid, counts)
         p = p_value_of(self.test, counts)
         self.best_p = p if self.best_p is None else min(self.best_p, p)
@@ -142,8 +144,8 @@ class Recorder:
         self._dirty = True
 
     def add_results(self, results: list[dict], trainings: dict, fold: int = 0) -> list[tuple]:
-        """A task's results; returns the combinations they completed as (cid, scored reruns, prediction bits,
-        the workers' hits per rerun or None: see permutation_counts_of).
+        """A task's results; returns the combinations they completed as (cid, scored reruns, where their
+        predictions are kept, the workers' hits per rerun or None: see permutation_counts_of).
 
         With walk-forward folds a combination is complete once every rerun
         has every fold; its counts are then summed over the folds (one
@@ -162,10 +164,12 @@ class Recorder:
             return []
         out = []
         by_rerun = {(r["combination"], r["rerun"]): r for r in complete}
-        for cid, reruns in self.scored_rows(complete, trainings).items():
-            done = [by_rerun[cid, row["rerun"]] for row in reruns]
-            bits = [base64.b64encode(r["predictions"]).decode() for r in done]
-            hits = [(r["hits"], r["predicted"]) for r in done] if all("hits" in r for r in done) else None
+        scored = self.scored_rows(complete, trainings)
+        done = {cid: [by_rerun[cid, row["rerun"]] for row in reruns] for cid, reruns in scored.items()}
+        kept = iter(self.predictions.put([r["predictions"] for rows in done.values() for r in rows]))
+        for cid, reruns in scored.items():
+            bits = [next(kept) for _ in reruns]
+            hits = [(r["hits"], r["predicted"]) for r in done[cid]] if all("hits" in r for r in done[cid]) else None
             out.append((cid, reruns, bits, hits))
         return out
 

@@ -58,7 +58,7 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
     test = permutation_test(settings, evaluated)
     # the combinations the latest config plans (a study keeps those of a wider earlier grid too)
     planned = set(Candidates(settings).ids) if settings.planned else None
-    recorder = Recorder(run_dir, study, settings, [], test, planned)
+    recorder = Recorder(run_dir, study, settings, [], test, storage.predictions, planned)
     try:  # a reader waits for no outage: it says so at once
         status, trials = Ledger(storage, study, heartbeat_timeout=60, beat=False, reruns=settings.rerun_count,
                                 patience=0).refresh()
@@ -85,7 +85,8 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
             _, test_rows, split = confirmation_rows(settings)
             tested = (permutation_test(settings, test_rows), split)
             recorder.set_confirmation(tested[0], [row for rows, _ in records for row in rows],
-                                      {rows[0]["combination"]: permutation_counts(tested[0], rows, bits)
+                                      {rows[0]["combination"]: permutation_counts(tested[0], rows, bits,
+                                                                                  storage.predictions)
                                        for rows, bits in records})
     except ConfigError:
         pass  # no confirmation step (SELECTION = "test", or it has not started)

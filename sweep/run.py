@@ -94,7 +94,8 @@ class Sweep:
         atomic_write_text(json.dumps(run_record(self.settings), indent=2), self.run_dir / "run.json")
         self.ledger = self.new_ledger(study)
         planned = set(self.candidates.ids) if self.settings.planned else None
-        self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"], self.test, planned)
+        self.recorder = Recorder(self.run_dir, study, self.settings, self.data["fold_rows"], self.test,
+                                 self.storage.predictions, planned)
         status, trials = self.ledger.refresh()
         self.recorder.sync(trials)
         self._say_what_is_kept(status)
@@ -138,6 +139,7 @@ class Sweep:
             signal.signal(signal.SIGINT, previous)
             self.bar.close()
             self.ledger.leave()
+            self.storage.predictions.close()
         stop_workers()  # all training is done
         return finish(self)
 
@@ -263,7 +265,8 @@ class Sweep:
         merged = [(cid, *with_earlier(self.claims[cid].earlier, reruns, bits, self.settings.rerun_count),
                    hits if self.claims[cid].earlier is None else None)
                   for cid, reruns, bits, hits in completed]
-        scored = permutation_counts_of(self.test, [combination[1:] for combination in merged])  # None: pruned
+        scored = permutation_counts_of(self.test, [combination[1:] for combination in merged],  # None: pruned
+                                       self.storage.predictions)
         together = []  # held in the heartbeat record and completed: recorded as one trial for the task
         for (cid, reruns, bits, _), counts in zip(merged, scored):
             claim = self.claims.pop(cid)

@@ -4,27 +4,29 @@ The workers count each training's hits under every label order
 (training/loop.py); here they are added up over a combination's reruns and
 folds. Where they are missing (a resumed study, a grown combination whose
 earlier reruns were trained before, the confirmation), the predictions
-kept in the study are scored instead.
+kept for the study (records/predictions.py) are read and scored instead.
 """
 from __future__ import annotations
 
-import base64
 import math
 
 import numpy as np
 
 from ranking.significance import PermutationTest, pooled_predictions
+from records.predictions import Predictions
 
 
-def permutation_counts(test: PermutationTest, reruns: list[dict], bits: list) -> np.ndarray | None:
+def permutation_counts(test: PermutationTest, reruns: list[dict], bits: list,
+                       predictions: Predictions) -> np.ndarray | None:
     """A combination's row of test.counts: its reruns' predictions pooled, a diverged rerun's left out.
 
+    `bits` are its reruns' predictions as stored (read from `predictions`).
     None for a pruned combination: it is ranked with p = 1 (no evidence), as if never better than chance.
     """
-    return permutation_counts_of(test, [(reruns, bits)])[0]
+    return permutation_counts_of(test, [(reruns, bits)], predictions)[0]
 
 
-def permutation_counts_of(test: PermutationTest, combinations: list[tuple]) -> list:
+def permutation_counts_of(test: PermutationTest, combinations: list[tuple], predictions: Predictions) -> list:
     """permutation_counts of several combinations at once: (reruns, bits), or (reruns, bits, hits) each.
 
     `hits`, where given, are the workers' counts per rerun under every
@@ -51,8 +53,9 @@ def permutation_counts_of(test: PermutationTest, combinations: list[tuple]) -> l
         else:
             from_bits.append(i)
     if from_bits:
-        pooled = np.stack([pooled_predictions([_as_bytes(b) for r, b in zip(*combinations[i][:2]) if not r["diverged"]],
-                                              len(test.labels)) for i in from_bits])
+        pooled = np.stack([pooled_predictions(
+            [predictions.read(b) for r, b in zip(*combinations[i][:2]) if not r["diverged"]], len(test.labels))
+            for i in from_bits])
         hits, predicted = test.hits(pooled)
         for j, i in enumerate(from_bits):
             sums[i] = (hits[j], None if predicted is None else predicted[j])
@@ -71,11 +74,6 @@ def p_value_of(test: PermutationTest, counts: np.ndarray | None) -> float:
 def trial_value(p: float) -> float:
     """What the study records as a trial's value: -log10 p (the study maximizes; p is never 0 here)."""
     return 0.0 - math.log10(p)
-
-
-def _as_bytes(bits) -> bytes:
-    """Packed predictions as bytes, from the study's base64 text or as they are."""
-    return bits if isinstance(bits, bytes) else base64.b64decode(bits)
 
 
 def summed_hits(folds: list[dict]) -> dict:

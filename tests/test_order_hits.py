@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ranking.significance import PermutationTest, date_blocks
+from records.predictions import Predictions
 from sweep.rows import share_label_orders
 from sweep.scoring import permutation_counts_of, summed_hits
 from training.loop import order_hits
@@ -47,7 +48,7 @@ def test_worker_hits_over_two_folds_rank_as_the_pooled_predictions(tmp_path, tes
     summed = [summed_hits([fold[r] for fold in folds]) for r in range(3)]
     worker = [(s["hits"], s["predicted"]) for s in summed]
 
-    from_workers, from_bits = permutation_counts_of(test, [(reruns, bits, worker), (reruns, bits)])
+    from_workers, from_bits = permutation_counts_of(test, [(reruns, bits, worker), (reruns, bits)], Predictions(None))
     pooled = predictions[[0, 2]].sum(axis=0)
     np.testing.assert_array_equal(from_workers, test.counts(pooled)[0])
     np.testing.assert_array_equal(from_bits, test.counts(pooled)[0])

@@ -1,4 +1,5 @@
 """End to end: `python search.py --config ...` as a user runs it, on small D.AT files of the test's own."""
+import base64
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from models import native
 from ranking.significance import PermutationTest, pooled_predictions, row_blocks
 from ranking.values import importances
 from records.claims import read_task_text, task_entries
+from records.predictions import Predictions
 from records.reruns import rows_from_study
 from records.storage import journal_storage
 from records.view import PerCombination
@@ -136,9 +138,10 @@ def permutation_p_values(run: Path, evaluated_csv: Path, permutations: int = 100
     labels = np.loadtxt(evaluated_csv, delimiter=",")[:, -1]
     test = PermutationTest(labels, row_blocks(len(labels), None), permutations, seed)
     p = {}
+    kept = Predictions(run / "predictions")
     for record in finished_combinations(load_study(run / "study.journal").trials):
         reruns, bits = rows_from_study(record.user_attrs)
-        pooled = pooled_predictions([b for r, b in zip(reruns, bits) if not r["diverged"]], len(labels))
+        pooled = pooled_predictions([kept.read(b) for r, b in zip(reruns, bits) if not r["diverged"]], len(labels))
         p[record.user_attrs["combination"]] = test.p_values(test.counts(pooled))[0]
     return pd.Series(p)
 
@@ -165,8 +168,10 @@ def test_the_study_records_each_task_once_and_reads_as_one_trial_per_combination
         assert trial.value == pytest.approx(-np.log10(trial.user_attrs["p_value"]))
     assert set(importances(PerCombination(load_study(journal))).index) == {"learning_rate", "optimizer"}
     # A study begun by an older version, which recorded a trial per combination with every value as a
-    # categorical choice, and stopped after 2 combinations: resumed, both layouts are read.
+    # categorical choice and its predictions as base64 text, and stopped after 2 combinations: resumed,
+    # both layouts are read.
     old = CategoricalDistribution([0.01, 0.001, 0.0001])
+    kept = Predictions(journal.parent / "predictions")
     lines = []
     for line in journal.read_text().splitlines():
         record = json.loads(line)
@@ -175,6 +180,8 @@ def test_the_study_records_each_task_once_and_reads_as_one_trial_per_combination
             continue
         for entry in read_task_text(record["user_attrs"]["combinations"])[:2 - sum('"op_code": 4' in x for x in lines)]:
             params = entry["params"]
+            for row in entry["reruns"]:
+                row["bits"] = base64.b64encode(kept.read(row["bits"])).decode()
             lines.append(json.dumps({**record, "user_attrs": entry,
                                      "distributions": {"learning_rate": distribution_to_json(old),
                                                        "optimizer": distribution_to_json(CategoricalDistribution(
@@ -268,9 +275,10 @@ def test_growing_a_finished_run_trains_only_what_is_new(tmp_path, data_dir):
 def stored_bits(run: Path) -> dict:
     """(combination, rerun) -> the packed predictions its latest trial in the study holds."""
     bits = {}
+    kept = Predictions(run / "predictions")
     for record in finished_combinations(load_study(run / "study.journal").trials):
         reruns, packed = rows_from_study(record.user_attrs)
-        bits.update({(record.user_attrs["combination"], r["rerun"]): b for r, b in zip(reruns, packed)})
+        bits.update({(record.user_attrs["combination"], r["rerun"]): kept.read(b) for r, b in zip(reruns, packed)})
     return bits
 
 
