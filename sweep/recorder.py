@@ -39,12 +39,9 @@ from ranking.table import (
 from records.claims import finished_in, reruns_in
 from records.predictions import Predictions
 from records.reruns import columns_of, first_reruns
+from sweep.kept_reruns import KeptReruns
 from sweep.scoring import p_value_of, permutation_counts, permutation_counts_of, summed_hits
 
-# a rerun's row as the recorder keeps it, a tuple of these: a big sweep keeps every combination's
-# rows, and a dict per rerun was most of what they cost; the hyperparameter columns are kept once
-# per combination instead
-RERUN_FIELDS = tuple(name for name in RERUN_COLUMNS if name not in HYPERPARAMETERS)
 FLUSH_SECONDS = 5.0  # rewrite ranking.csv / reruns.csv at most this often while running
 
 
@@ -74,8 +71,7 @@ class Recorder:
         self.confirmation_test: PermutationTest | None = None
         self.confirmation_counts: KeptCounts | None = None
         self.partial: dict[str, dict[tuple[int, int], dict]] = {}  # combination -> (rerun, fold) -> result
-        self.rows: dict[str, list[tuple]] = {}       # combination -> its scored reruns (RERUN_FIELDS each)
-        self.columns: dict[str, tuple] = {}          # combination -> its hyperparameter columns (HYPERPARAMETERS)
+        self.rows = KeptReruns()                     # each finished combination's scored reruns
         self.confirmation_rows: list[dict] = []
         self.errors: list[dict] = []
         self._synced: set[int] = set()               # trial numbers already taken in
@@ -89,7 +85,7 @@ class Recorder:
 
     @property
     def finished(self) -> set[str]:
-        return set(self.rows)
+        return set(self.rows.ids)
 
     # -- taking results in
     def sync(self, trials) -> None:
@@ -132,10 +128,7 @@ class Recorder:
 
         The predictions themselves stay on disk only (`bits` says where): the counts are all the ranking needs.
         """
-        # the hyperparameter columns once per combination, not once per rerun: a big sweep
-        # keeps every combination's rows, and the columns were more than half of each
-        self.columns[cid] = tuple(reruns[0].get(name) for name in HYPERPARAMETERS)
-        self.rows[cid] = [tuple(row.get(name) for name in RERUN_FIELDS) for row in reruns]
+        self.rows.add(cid, reruns)
         counts = counts if scored else permutation_counts(self.test, reruns, bits, self.predictions)
         self.counts.add(cid, counts)
         p = p_value_of(self.test, counts)
@@ -299,10 +292,7 @@ class Recorder:
                                   self.settings.false_discovery_rate)
 
     def _reruns_table(self):
-        columns = pd.DataFrame(list(self.columns.values()), index=list(self.columns), columns=list(HYPERPARAMETERS))
-        rows = pd.DataFrame.from_records([row for reruns in self.rows.values() for row in reruns],
-                                         columns=RERUN_FIELDS)
-        return reruns_table(rows.join(columns, on="combination"))
+        return reruns_table(self.rows.table())
 
     def flush(self, force: bool) -> None:
         """Rewrite the CSVs (atomically) if something changed and enough time passed."""
