@@ -54,7 +54,17 @@ def atomic_write_text(text: str, path: Path) -> None:
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
-    atomic_write_text(table.to_csv(index=False), path)
+    """`table` as a CSV, written straight into the temporary file (not first as text: a big sweep's
+    reruns.csv is tens of MB, and the text's memory would stay in the process's peak)."""
+    write_csv_parts([table], path)
+
+
+def write_csv_parts(parts, path: Path) -> None:
+    """Tables with the same columns, one after another, as one CSV (one header): a big table a part at a time."""
+    def write(f):
+        for i, part in enumerate(parts):
+            part.to_csv(f, index=False, header=i == 0)
+    atomic_write(path, write)
 
 
 def read_json(path: Path) -> dict:

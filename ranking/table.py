@@ -18,11 +18,14 @@ RANKING_COLUMNS = ["rank", "combination", *HYPERPARAMETERS, "p_value", "q_value"
                    *COUNT_COLUMNS, "reruns", "diverged", "seconds", "status", "epochs"]
 
 
-def rank_combinations(reruns: pd.DataFrame, counts: KeptCounts,
-                      false_discovery_rate: float = 0.05) -> pd.DataFrame:
+def rank_combinations(reruns: pd.DataFrame, counts: KeptCounts, false_discovery_rate: float = 0.05,
+                      columns: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per combination, sorted by its block permutation p-value.
 
-    reruns: one row per training (reruns.csv). counts: what is kept of the
+    reruns: one row per training (reruns.csv); its hyperparameter columns may
+    be left out and given as `columns` instead, one row per combination
+    (indexed by combination), which a big sweep's table need not repeat per
+    rerun. counts: what is kept of the
     combinations' rows of PermutationTest.counts (a pruned one: p = 1), for
     the same combinations. The tp/fp/tn/fn counts are the reruns' own, summed over
     those that did not diverge, and the precision is tp / (tp + fp) of those
@@ -34,7 +37,7 @@ def rank_combinations(reruns: pd.DataFrame, counts: KeptCounts,
     if reruns.empty:
         return pd.DataFrame(columns=RANKING_COLUMNS)
     grouped = reruns.groupby("combination", sort=False)
-    table = grouped[list(HYPERPARAMETERS)].first()
+    table = grouped[list(HYPERPARAMETERS)].first() if columns is None else columns.loc[grouped.size().index]
     diverged = reruns["diverged"].astype(bool)
     pooled = reruns[~diverged].groupby("combination")[COUNT_COLUMNS].sum()
     pooled = pooled.reindex(table.index, fill_value=0).astype(np.int64)

@@ -78,9 +78,30 @@ class KeptReruns:
             self._values[i].append(value)
         return code
 
-    def table(self) -> pd.DataFrame:
-        """Every rerun as a row: "combination", FIELDS and the hyperparameter columns (HYPERPARAMETERS)."""
-        records = np.frombuffer(bytes(self._records), dtype=RECORD)
+    def table(self, hyperparameters: bool = True) -> pd.DataFrame:
+        """Every rerun as a row, in the order added: "combination", FIELDS and (unless not
+        `hyperparameters`: see `columns`) the hyperparameter columns."""
+        return self._frame(self._array(), hyperparameters)
+
+    def sorted_parts(self, rows: int = 20_000):
+        """Every rerun with its hyperparameter columns, by combination and rerun, `rows` at a time:
+        reruns.csv is written a part at a time, so that its whole table is never in memory at once."""
+        records = self._array()
+        ids = np.array(self._ids, dtype=object)
+        by_name = np.empty(len(ids), dtype=np.int64)
+        by_name[np.argsort(ids)] = np.arange(len(ids))
+        order = np.lexsort((records["rerun"], by_name[records["combination"]]))
+        for start in range(0, max(len(order), 1), rows):
+            yield self._frame(records[order[start:start + rows]], True)
+
+    def columns(self) -> pd.DataFrame:
+        """Each combination's hyperparameter columns, indexed by combination."""
+        return self._columns_of(np.arange(len(self._ids))).set_axis(pd.Index(self._ids, name="combination"))
+
+    def _array(self) -> np.ndarray:
+        return np.frombuffer(bytes(self._records), dtype=RECORD)
+
+    def _frame(self, records: np.ndarray, hyperparameters: bool) -> pd.DataFrame:
         ids = np.array(self._ids, dtype=object)
         table = pd.DataFrame({"combination": ids[records["combination"]]})
         for name in FIELDS:
@@ -94,16 +115,21 @@ class KeptReruns:
                 column = pd.array(np.where(column == MISSING, 0, column), dtype="Int64")
                 column[records[name] == MISSING] = pd.NA
             table[name] = column
+        if not hyperparameters:
+            return table
+        return pd.concat([table, self._columns_of(records["combination"])], axis=1)
+
+    def _columns_of(self, positions: np.ndarray) -> pd.DataFrame:
+        """The hyperparameter columns of the combinations at `positions`, a row each."""
         codes = np.frombuffer(bytes(self._columns), dtype=np.int32).reshape(len(self._ids), len(HYPERPARAMETERS))
-        at = records["combination"]
         columns = {}
         for i, name in enumerate(HYPERPARAMETERS):
             values = np.empty(len(self._values[i]), dtype=object)
             for j, value in enumerate(self._values[i]):  # one by one: a value may itself be a sequence
                 values[j] = value
-            columns[name] = values[codes[at, i]]
+            columns[name] = values[codes[positions, i]]
         # each column's type as pandas infers it from the values (numbers as numbers)
-        return pd.concat([table, pd.DataFrame(columns).infer_objects()], axis=1)
+        return pd.DataFrame(columns).infer_objects()
 
 
 def _integer(value) -> int:

@@ -17,7 +17,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from inputs.atomic import write_csv
+from inputs.atomic import write_csv, write_csv_parts
 from inputs.hyperparameters import (
     HYPERPARAMETERS,
     display_value,
@@ -269,13 +269,11 @@ class Recorder:
     @property
     def ranking(self):
         """ranking.csv as a table (None before the first result); computed when asked, then kept until new results."""
-        return self._ranking_of(None)
-
-    def _ranking_of(self, reruns):
-        """The ranking, computed from `reruns` (this run's _reruns_table, if the caller has it) where not kept."""
         if self._ranking is None and self.rows:
-            ranking = rank_combinations(self._reruns_table() if reruns is None else reruns, self.counts,
-                                        self.settings.false_discovery_rate)
+            # the hyperparameter columns once per combination, not once per rerun: on a big sweep the
+            # reruns' table is the flush's largest, and its memory stays in the process's peak
+            ranking = rank_combinations(reruns_table(self.rows.table(hyperparameters=False)), self.counts,
+                                        self.settings.false_discovery_rate, columns=self.rows.columns())
             self._confirmation = self._confirmation_table(ranking)
             self._ranking = label_sources(ranking, self.settings.selection, self._confirmation)
         return self._ranking
@@ -291,9 +289,6 @@ class Recorder:
         return confirmation_table(ranking, reruns_table(self.confirmation_rows), self.confirmation_counts,
                                   self.settings.false_discovery_rate)
 
-    def _reruns_table(self):
-        return reruns_table(self.rows.table())
-
     def flush(self, force: bool) -> None:
         """Rewrite the CSVs (atomically) if something changed and enough time passed."""
         # at least FLUSH_SECONDS apart, and far enough apart that rewriting big CSVs (a
@@ -303,10 +298,9 @@ class Recorder:
             return
         started = time.monotonic()
         if self.rows:
-            reruns = self._reruns_table()  # built once for both files: ~0.1 s at 10,000 combinations
-            write_csv(reruns.reindex(columns=RERUN_COLUMNS).sort_values(["combination", "rerun"]),
-                      self.run_dir / "reruns.csv")
-            write_csv(self._ranking_of(reruns), self.run_dir / "ranking.csv")
+            write_csv_parts((part.reindex(columns=RERUN_COLUMNS) for part in self.rows.sorted_parts()),
+                            self.run_dir / "reruns.csv")
+            write_csv(self.ranking, self.run_dir / "ranking.csv")
         if self.confirmation is not None:
             write_csv(self.confirmation, self.run_dir / "confirmation.csv")
         write_csv(pd.DataFrame(self.errors, columns=ERROR_COLUMNS), self.run_dir / "errors.csv")

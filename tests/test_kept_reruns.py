@@ -3,6 +3,8 @@ import numpy as np
 import pandas as pd
 
 from inputs.hyperparameters import HYPERPARAMETER_DEFAULTS, hyperparameter_columns
+from ranking.significance import KeptCounts
+from ranking.table import rank_combinations, reruns_table
 from sweep.kept_reruns import KeptReruns
 
 
@@ -41,3 +43,27 @@ def test_a_field_an_older_study_lacks_stays_empty_and_the_others_keep_their_type
     assert table["epochs"].isna().tolist() == [True, False] and table["epochs"].iloc[1] == 40
     assert table["status"].isna().tolist() == [True, False] and table["status"].iloc[1] == "completed"
     assert table["seed"].dtype == np.int64 and table["seed"].iloc[0] == 2**62
+
+
+def test_reruns_csv_parts_are_the_table_by_combination_and_rerun_and_the_ranking_needs_no_repeated_columns():
+    rng = np.random.default_rng(3)
+    kept, rows = KeptReruns(), []
+    for k in rng.permutation(40):
+        cid = f"{k:012x}"
+        combination = {**HYPERPARAMETER_DEFAULTS, "learning_rate": float(k) / 100, "hidden_layers": [int(k % 3) + 1]}
+        reruns = [{**rerun(cid, r, tp=int(rng.integers(0, 50))), **hyperparameter_columns(combination)}
+                  for r in rng.permutation(3)]
+        kept.add(cid, reruns)
+        rows += reruns
+    whole = kept.table()
+    parts = list(kept.sorted_parts(rows=7))
+    assert [len(p) for p in parts] == [7] * 17 + [1]
+    expected = whole.sort_values(["combination", "rerun"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), expected)
+    # the hyperparameter columns once per combination give the same ranking as repeated per rerun
+    counts = KeptCounts(11)
+    for cid in kept.ids:
+        counts.add(cid, rng.integers(1, 12, 11))
+    pd.testing.assert_frame_equal(
+        rank_combinations(reruns_table(kept.table(hyperparameters=False)), counts, columns=kept.columns()),
+        rank_combinations(reruns_table(rows), counts))
