@@ -69,6 +69,15 @@ class Finished:
 
 
 TASK_ENTRIES = "combinations"  # the user attr of a task's trial: its combinations' entries, as JSON text
+# and which combinations those are, with how many reruns each ([[cid, reruns], ...] as JSON text): what a
+# round of claims needs of every new trial, read without the entries' text
+TASK_IDS = "combination_reruns"
+
+
+def task_attrs(entries: list[dict]) -> dict:
+    """The user attrs of a task's trial: its entries' text, and which combinations they are."""
+    return {TASK_ENTRIES: task_text(entries),
+            TASK_IDS: json.dumps([[e["combination"], len(e["reruns"])] for e in entries], separators=(",", ":"))}
 
 
 def task_text(entries: list[dict]) -> str:
@@ -103,17 +112,21 @@ def read_task_text(text: str) -> list[dict]:
             for e in task["entries"]]
 
 
-def finished_in(trial: FrozenTrial) -> list[tuple[str, Finished]]:
-    """(combination id, Finished) of each combination a finished trial records.
+def finished_in(trial: FrozenTrial, light: bool = False) -> list[tuple[str, Finished]]:
+    """(combination id, Finished) of each combination a finished trial records (`light`: Finished.light()).
 
     A planned sweep records each finished task as one trial whose
     "combinations" user attr lists its combinations' entries (one record
     per task instead of one per combination: on a big grid of small
     trainings, the records were most of the main process's work and
     memory); a trial of its own holds one combination in its user attrs.
+    Light records of a task are read from its TASK_IDS, without its text.
     """
+    if light and TASK_IDS in trial.user_attrs:
+        return [(cid, Finished(trial, i, reruns))
+                for i, (cid, reruns) in enumerate(json.loads(trial.user_attrs[TASK_IDS]))]
     if TASK_ENTRIES in trial.user_attrs:
-        return [(entry["combination"], Finished(trial, i, len(entry.get("reruns", ())), entry))
+        return [(entry["combination"], Finished(trial, i, len(entry.get("reruns", ())), None if light else entry))
                 for i, entry in enumerate(task_entries(trial))]
     cid = trial.user_attrs.get("combination")
     return [] if cid is None else [(cid, Finished(trial, None, len(trial.user_attrs.get("reruns", ()))))]

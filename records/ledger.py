@@ -153,12 +153,12 @@ class Ledger(Results):
         for index in fresh:
             trial = trials[index]
             if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                for cid, record in finished_in(trial):
-                    # kept light: a big study's entries are read from their trials' text when asked
+                # kept light: a big study's entries are read from their trials' text when asked
+                for cid, record in finished_in(trial, light=True):
                     if self.reruns is None or reruns_in(record) >= self.reruns:
-                        self._records.setdefault(cid, record.light())
+                        self._records.setdefault(cid, record)
                     elif reruns_in(record) > reruns_in(self._earlier.get(cid)):
-                        self._earlier[cid] = record.light()
+                        self._earlier[cid] = record
                 continue
             cid = trial.user_attrs.get("combination")
             if cid is None:

@@ -16,7 +16,7 @@ import time
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from records.claims import TASK_ENTRIES, Claim, claim_trial, task_text
+from records.claims import Claim, claim_trial, task_attrs
 from records.outage import patiently
 
 
@@ -68,9 +68,9 @@ class Results:
         """Record a task's finished claims, held in the heartbeat record, as one COMPLETE trial; returns
         the combinations recorded (those another process took over meanwhile are dropped, as in `finish`).
 
-        (claim, value, user attrs) each. The trial's "combinations" user attr
-        lists each combination's entry, what a trial of its own would hold
-        (claims.finished_in); its value is the best of theirs, for the
+        (claim, value, user attrs) each. The trial's user attrs
+        (claims.task_attrs) list each combination's entry, what a trial of its
+        own would hold (claims.finished_in); its value is the best of theirs, for the
         dashboard. One record per task instead of one per combination: on a
         big grid of small trainings, Optuna's per-trial work was most of the
         main process's, and its per-trial memory most of its growth.
@@ -96,7 +96,7 @@ class Results:
             since = min(claim.since for claim, _, _ in kept)
             self._create_trial(claim_trial({"params": {}, "distributions": {}, "user_attrs": {}}, TrialState.COMPLETE,
                                            max(value for _, value, _ in kept), since, time.time(),
-                                           {TASK_ENTRIES: task_text(entries)}, self.me))
+                                           task_attrs(entries), self.me))
         recorded = {claim.cid for claim, _, _ in kept}
         self._finishing.difference_update(recorded)
         self.holds.difference_update(recorded)

@@ -53,12 +53,14 @@ class KeptReruns:
     def ids(self) -> list[str]:
         return list(self._ids)
 
-    def add(self, cid: str, reruns: list[dict]) -> None:
-        """A finished combination's reruns (dicts with reruns.csv's fields); its columns are its first rerun's."""
+    def add(self, cid: str, reruns: list[dict], columns: dict | None = None) -> None:
+        """A finished combination's reruns (dicts with reruns.csv's fields) and its hyperparameter
+        columns (None: its first rerun's)."""
         position = len(self._ids)
         self._ids.append(cid)
         self._known.add(cid)
-        self._columns += _CODES.pack(*(self._code(i, reruns[0].get(name)) for i, name in enumerate(HYPERPARAMETERS)))
+        columns = reruns[0] if columns is None else columns
+        self._columns += _CODES.pack(*(self._code(i, columns.get(name)) for i, name in enumerate(HYPERPARAMETERS)))
         for row in reruns:
             status = row.get("status")
             self._records += _PACK.pack(

@@ -123,12 +123,14 @@ class Recorder:
                 self.keep(cid, reruns, bits, counts=row, scored=True)
 
     def keep(self, cid: str, reruns: list[dict], bits: list, counts: np.ndarray | None = None,
-             scored: bool = False) -> None:
+             scored: bool = False, params: dict | None = None) -> None:
         """One finished combination's reruns, and its permutation counts (computed here unless `scored`).
+
+        Its hyperparameter columns are those of `params` (the combination), or else its first rerun's.
 
         The predictions themselves stay on disk only (`bits` says where): the counts are all the ranking needs.
         """
-        self.rows.add(cid, reruns)
+        self.rows.add(cid, reruns, None if params is None else hyperparameter_columns(params))
         counts = counts if scored else permutation_counts(self.test, reruns, bits, self.predictions)
         self.counts.add(cid, counts)
         p = p_value_of(self.test, counts)
@@ -182,7 +184,8 @@ class Recorder:
         return pooled
 
     def scored_rows(self, results: list[dict], trainings: dict) -> dict[str, list[dict]]:
-        """Per combination, its reruns as reruns.csv rows: counts, precision, p-value, status.
+        """Per combination, its reruns as reruns.csv rows (but the hyperparameter columns, which the
+        combination holds once): counts, precision, p-value, status.
 
         Plain dicts and numpy rather than a DataFrame per task: this runs for
         every finished task, and pandas' per-call overhead was most of it.
@@ -191,14 +194,11 @@ class Recorder:
         precision, p_value, _ = score_counts(
             *([r[k] for r in results] for k in ("tp", "fp", "tn", "fn")),
             [bool(r["diverged"]) or x for r, x in zip(results, pruned)], self.settings.p_value_test)
-        columns = {}
         by_combination: dict[str, list[dict]] = {}
         for r, prec, p, was_pruned in zip(results, precision, p_value, pruned):
             training = trainings[(r["combination"], r["rerun"])]
-            if r["combination"] not in columns:
-                columns[r["combination"]] = hyperparameter_columns(training["params"])
             row = {"combination": r["combination"], "rerun": int(r["rerun"]), "seed": int(r["seed"]),
-                   **columns[r["combination"]], **{k: int(r[k]) for k in ("tp", "fp", "tn", "fn")},
+                   **{k: int(r[k]) for k in ("tp", "fp", "tn", "fn")},
                    "precision": None if math.isnan(prec) else float(prec), "p_value_independent_rows": float(p),
                    "status": "pruned" if was_pruned else "completed",
                    "epochs": int(r.get("epochs", training["params"]["max_epochs"])),
@@ -292,8 +292,9 @@ class Recorder:
     def flush(self, force: bool) -> None:
         """Rewrite the CSVs (atomically) if something changed and enough time passed."""
         # at least FLUSH_SECONDS apart, and far enough apart that rewriting big CSVs (a
-        # 10,000-combination sweep) never takes more than 2% of this process's time
-        interval = max(FLUSH_SECONDS, 50 * self._flush_took)
+        # 10,000-combination sweep) never takes more than 1% of this process's time: at 2%, it
+        # was an eighth of what the main process spent on a big grid of tiny trainings
+        interval = max(FLUSH_SECONDS, 100 * self._flush_took)
         if not self._dirty or (not force and time.monotonic() - self._last_flush < interval):
             return
         started = time.monotonic()

@@ -276,12 +276,12 @@ class Sweep:
                 together.append((claim, trial_value(p), attrs, reruns, bits, counts))
             elif self.ledger.finish(claim, TrialState.COMPLETE if counts is not None else TrialState.PRUNED,
                                     None if counts is None else trial_value(p), attrs):
-                self.recorder.keep(cid, reruns, bits, counts=counts, scored=True)
+                self.recorder.keep(cid, reruns, bits, counts=counts, scored=True, params=claim.combination)
         if together:
             recorded = self.ledger.finish_task([(claim, value, attrs) for claim, value, attrs, *_ in together])
             for claim, _, _, reruns, bits, counts in together:
                 if claim.cid in recorded:
-                    self.recorder.keep(claim.cid, reruns, bits, counts=counts, scored=True)
+                    self.recorder.keep(claim.cid, reruns, bits, counts=counts, scored=True, params=claim.combination)
         if self.recorder.best_p is not None:
             self.bar.set_postfix_str(f"best p={self.recorder.best_p:.3g}")
         return len(completed)

@@ -48,10 +48,17 @@ def test_worker_hits_over_two_folds_rank_as_the_pooled_predictions(tmp_path, tes
     summed = [summed_hits([fold[r] for fold in folds]) for r in range(3)]
     worker = [(s["hits"], s["predicted"]) for s in summed]
 
-    from_workers, from_bits = permutation_counts_of(test, [(reruns, bits, worker), (reruns, bits)], Predictions(None))
+    # scored together, each combination's own reruns are added up: none kept, or only the first
+    none_kept = [{"diverged": True}] * 3
+    only_first = [{"diverged": False}, {"diverged": True}, {"diverged": True}]
+    from_workers, from_bits, from_none, from_first = permutation_counts_of(
+        test, [(reruns, bits, worker), (reruns, bits), (none_kept, bits, worker), (only_first, bits, worker)],
+        Predictions(None))
     pooled = predictions[[0, 2]].sum(axis=0)
     np.testing.assert_array_equal(from_workers, test.counts(pooled)[0])
     np.testing.assert_array_equal(from_bits, test.counts(pooled)[0])
+    np.testing.assert_array_equal(from_none, test.counts(np.zeros(rows, dtype=int))[0])
+    np.testing.assert_array_equal(from_first, test.counts(predictions[0].astype(int))[0])
 
 
 def test_without_label_orders_a_worker_counts_nothing():
