@@ -18,7 +18,6 @@ later still finds work.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import math
@@ -34,7 +33,7 @@ HOST = os.environ.get("SWEEP_HOST_ID") or socket.gethostname()
 STARTED = time.time()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finished:
     """A finished combination as the study records it: its own trial, or its entry in its task's trial.
 
@@ -42,8 +41,8 @@ class Finished:
     ("combination", "params", "reruns", "p_value"), the rest is the trial's.
     A task's entries are kept in the trial as one JSON text (a text costs
     Optuna a fraction of what the same entries cost as objects, in memory
-    and in the work of each record); `light()` keeps only where the entry
-    is, and its user_attrs are read from the text when asked.
+    and in the work of each record); a light record (no `attrs`) keeps only
+    where the entry is, and its user_attrs are read from the text when asked.
     """
     trial: FrozenTrial
     index: int | None = None         # its entry in the task's trial; None: a trial of its own
@@ -63,9 +62,6 @@ class Finished:
     @property
     def system_attrs(self) -> dict:
         return self.trial.system_attrs
-
-    def light(self) -> Finished:
-        return self if self.attrs is None else dataclasses.replace(self, attrs=None)
 
 
 TASK_ENTRIES = "combinations"  # the user attr of a task's trial: its combinations' entries, as JSON text
@@ -113,7 +109,7 @@ def read_task_text(text: str) -> list[dict]:
 
 
 def finished_in(trial: FrozenTrial, light: bool = False) -> list[tuple[str, Finished]]:
-    """(combination id, Finished) of each combination a finished trial records (`light`: Finished.light()).
+    """(combination id, Finished) of each combination a finished trial records (`light`: without `attrs`).
 
     A planned sweep records each finished task as one trial whose
     "combinations" user attr lists its combinations' entries (one record

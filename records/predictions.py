@@ -43,6 +43,8 @@ class Predictions:
         """
         if self.folder is None:
             return [base64.b64encode(p).decode() for p in packed]
+        if not packed:
+            return []
         if self._file is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._name = uuid.uuid4().hex[:12]
@@ -70,15 +72,18 @@ class Predictions:
             raise self._missing(name, "is shorter than the study says")
         return mapped[offset:offset + length].tobytes()
 
+    def _path(self, name: str) -> Path:
+        # a database study's records hold no places on disk; if one did, it would be looked for here
+        return (self.folder or Path("predictions")) / f"{name}.bits"
+
     def _map(self, name: str) -> np.memmap:
-        path = (self.folder or Path("predictions")) / f"{name}.bits"
         try:
-            return np.memmap(path, dtype=np.uint8, mode="r")
+            return np.memmap(self._path(name), dtype=np.uint8, mode="r")
         except (FileNotFoundError, ValueError):  # ValueError: an empty file cannot be mapped
             raise self._missing(name, "is missing or empty") from None
 
     def _missing(self, name: str, what: str) -> DataError:
-        path = (self.folder or Path("predictions")) / f"{name}.bits"
+        path = self._path(name)
         return DataError(f"The study's predictions file {path} {what}. A journal study keeps each training's "
                          f"predictions in the predictions/ folder beside its study.journal: copy or move the two "
                          f"together. To start over instead, remove the run folder (or give search.py another --name).",
