@@ -18,6 +18,7 @@ from inputs.hyperparameters import hidden_widths
 from inputs.settings import load_settings
 from sweep import plan
 from sweep.rows import prepare_data
+from training.seeds import training_seed
 
 _ACTIVATIONS = {"relu": torch.nn.ReLU, "leaky_relu": torch.nn.LeakyReLU, "tanh": torch.nn.Tanh,
                 "elu": torch.nn.ELU, "gelu": torch.nn.GELU, "silu": torch.nn.SiLU, "selu": torch.nn.SELU,
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings(args.config)
     data = prepare_data(settings)
-    jobs = [(c, plan.training_seed(settings.seed, plan.combination_id(c), r))
+    jobs = [(c, training_seed(settings.seed, plan.combination_id(c), r))
             for c in plan.planned_combinations(settings) for r in range(settings.rerun_count)]
     if any(c["loss_function"] != "bce" for c, _ in jobs):
         raise SystemExit("the naive baseline implements the bce loss only")

@@ -1,12 +1,13 @@
-"""Which combinations a run trains, their ids and seeds, and how they are packed into tasks.
+"""Which combinations a run trains, their ids, and how they are packed into tasks.
 
 The grid is the product of the value lists, in itertools.product order; random search
 takes the first distinct grid positions of a random stream seeded by SEED.
 Both are a pure function of the config and SEED, so a resumed or re-run sweep
 plans exactly the same combinations, and a larger NUMBER_OF_COMBINATIONS_TO_TRY
 keeps every combination of the smaller one. Every training's seed comes from
-(SEED, combination, rerun) alone: results never depend on CPU_COUNT or on the
-order work finishes, and a grown sweep's trainings equal a fresh run's.
+(SEED, combination, rerun) alone (training/seeds.py): results never depend on
+CPU_COUNT or on the order work finishes, and a grown sweep's trainings equal a
+fresh run's.
 """
 from __future__ import annotations
 
@@ -130,12 +131,6 @@ def combination_id(combination: dict) -> str:
     """A short id that names the same hyperparameters in every run and every grid."""
     text = json.dumps([combination[name] for name in HYPERPARAMETERS])
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
-
-
-def training_seed(seed: int, combination: str, rerun: int) -> int:
-    """Seed of one training: depends on SEED, the combination and the rerun number only."""
-    state = np.random.SeedSequence([seed, int(combination, 16), rerun]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: any torch.Generator accepts it
 
 
 def architecture(combination: dict) -> tuple:

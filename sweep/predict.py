@@ -24,7 +24,8 @@ from inputs.files import check_latest, feature_channels, load_labelled, load_lat
 from inputs.hyperparameters import HYPERPARAMETERS, normalize_value
 from inputs.scaling import Standardizer
 from sweep import pool
-from sweep.plan import combination_id, training_seed
+from sweep.plan import combination_id
+from training.seeds import training_seed
 
 INTEGER_HYPERPARAMETERS = ("batch_size", "max_epochs", "lstm_hidden_size", "lstm_num_layers")
 WINNER = "winner.npz"

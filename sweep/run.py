@@ -368,16 +368,14 @@ class Sweep:
             for rerun in range(self.settings.rerun_count):
                 if rerun in done:
                     continue
-                seed = plan.training_seed(self.settings.seed, claim.cid, rerun)
-                for fold in range(folds):
-                    out.append({"combination": claim.cid, "rerun": rerun, "fold": fold, "params": claim.combination,
-                                "seed": seed})
+                for fold in range(folds):  # each training's seed is derived by its worker (training/seeds.py)
+                    out.append({"combination": claim.cid, "rerun": rerun, "fold": fold, "params": claim.combination})
         return out
 
     def _payload(self, task: list[dict], files: dict | None = None) -> dict:
         payload = {"arch": task[0]["params"], "members": task, "data": files or self.data["folds"][task[0]["fold"]],
                    "channels": self.data["channels"], "threshold": self.settings.prediction_threshold,
-                   "device": self.settings.device}
+                   "device": self.settings.device, "sweep_seed": self.settings.seed}
         if self.settings.pruner is not None and files is None:
             claim = self.claims[task[0]["combination"]]
             payload["prune"] = {"storage": self.storage.spec, "study": self.study_name, "trial_id": claim.trial_id,

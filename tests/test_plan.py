@@ -10,6 +10,7 @@ import pytest
 from inputs.hyperparameters import HYPERPARAMETERS
 from inputs.settings import load_settings
 from sweep import plan
+from training.seeds import training_seed
 
 
 def make_settings(tmp_path, grid, name="config.py", **config):
@@ -206,16 +207,16 @@ def test_combination_ids_are_unique_over_a_grid(tmp_path):
 
 def test_training_seed_depends_on_seed_combination_and_rerun_only(tmp_path):
     cid, other = "0a2e75a9e600", "1b2c3d4e5f60"
-    seed = plan.training_seed(0, cid, 0)
-    assert plan.training_seed(0, cid, 0) == seed           # deterministic
+    seed = training_seed(0, cid, 0)
+    assert training_seed(0, cid, 0) == seed           # deterministic
     assert 0 <= seed < 2 ** 63                            # fits a torch.Generator
     # each input changes it
-    assert plan.training_seed(1, cid, 0) != seed
-    assert plan.training_seed(0, other, 0) != seed
-    assert plan.training_seed(0, cid, 1) != seed
+    assert training_seed(1, cid, 0) != seed
+    assert training_seed(0, other, 0) != seed
+    assert training_seed(0, cid, 1) != seed
     # all (seed, combination, rerun) triples get different seeds
     triples = [(s, c, r) for s in range(3) for c in (cid, other) for r in range(5)]
-    assert len({plan.training_seed(*t) for t in triples}) == len(triples)
+    assert len({training_seed(*t) for t in triples}) == len(triples)
 
 
 def test_training_seed_ignores_cpu_count_and_grid(tmp_path):
@@ -226,8 +227,8 @@ def test_training_seed_ignores_cpu_count_and_grid(tmp_path):
     (combination,) = plan.planned_combinations(one)
     cid = plan.combination_id(combination)
     assert cid in ids(plan.planned_combinations(two))
-    seeds_one = [plan.training_seed(one.seed, cid, r) for r in range(3)]
-    seeds_two = [plan.training_seed(two.seed, cid, r) for r in range(3)]
+    seeds_one = [training_seed(one.seed, cid, r) for r in range(3)]
+    seeds_two = [training_seed(two.seed, cid, r) for r in range(3)]
     assert seeds_one == seeds_two
     assert len(set(seeds_one)) == 3
 
@@ -240,7 +241,7 @@ def trainings_for(combinations, reruns, seed=0):
     out = []
     for c in combinations:
         cid = plan.combination_id(c)
-        out += [{"combination": cid, "rerun": r, "params": c, "seed": plan.training_seed(seed, cid, r)}
+        out += [{"combination": cid, "rerun": r, "params": c, "seed": training_seed(seed, cid, r)}
                 for r in range(reruns)]
     return out
 

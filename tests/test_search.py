@@ -28,6 +28,7 @@ from records.storage import journal_storage
 from records.view import PerCombination
 from sweep import commands, rows
 from sweep import run as run_module
+from training.seeds import training_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,6 +65,8 @@ def test_grid_sweep_end_to_end(tmp_path, data_dir):
     assert len(ranking) == 12 and len(reruns) == 36
     assert (reruns.groupby("combination").size() == 3).all()
     assert set(ranking["combination"]) == set(reruns["combination"])
+    # each training's seed, derived by its worker, is that of (SEED, combination, rerun) alone
+    assert [training_seed(0, row.combination, row.rerun) for row in reruns.itertuples()] == reruns["seed"].tolist()
     positive_rate = np.loadtxt(data_dir / "test.csv", delimiter=",")[:, -1].mean()
     for row in reruns.itertuples():
         n = row.tp + row.fp

@@ -20,6 +20,7 @@ from models.components import LOSSES
 from models.dropout import DropoutPool
 from models.optim import FusedOptimizer, group_key
 from training.pruning import after_epoch_reporter
+from training.seeds import training_seed
 
 _STREAMS = {"init": 0, "dropout": 1, "shuffle": 2}  # independent random streams per member
 
@@ -52,7 +53,8 @@ def train_task(task: dict) -> list[dict]:
 
     # the optimizer updates contiguous row ranges, so order members by optimizer group
     order = sorted(range(len(task["members"])), key=lambda i: group_key(task["members"][i]["params"]))
-    members = [task["members"][i] for i in order]
+    members = [{**task["members"][i], "seed": training_seed(task["sweep_seed"], task["members"][i]["combination"],
+                                                            task["members"][i]["rerun"])} for i in order]
     after_epoch = None
     if task.get("prune"):  # one combination whose trial may be pruned after any epoch (training/pruning.py)
         loss_name = task["arch"]["loss_function"]
