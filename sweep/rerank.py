@@ -66,7 +66,11 @@ def rank_study(url: str | None, name: str, run_dir: Path, top: int) -> int:
         print(f"error: the study's storage {redact(url) if url else run_dir / 'study.journal'} does not answer "
               f"({describe(err.error)}). Try again when it does.", file=sys.stderr)
         return 3
-    recorder.sync(trials)
+    try:
+        recorder.sync(trials)
+    except DataError as err:  # e.g. a journal copied without its predictions/
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not recorder.rows:
         print(f"error: the study {name!r} has no finished combination yet.", file=sys.stderr)
         return 2

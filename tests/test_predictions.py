@@ -1,11 +1,13 @@
 """Each training's predictions kept on disk beside the journal, memory-mapped, and read back in every form."""
 import base64
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from test_search import run_search, write_config
+from test_search import ROOT, run_search, write_config
 
 from inputs.errors import DataError
 from records.claims import read_task_text
@@ -85,5 +87,7 @@ def test_the_journal_holds_where_predictions_are_and_a_run_without_them_stops_cl
     assert again.returncode == 2
     assert "predictions file" in again.stderr and "beside its study.journal" in again.stderr
     assert "Traceback" not in again.stderr
+    ranked = subprocess.run([sys.executable, "evaluate.py", str(run)], cwd=ROOT, capture_output=True, text=True)
+    assert ranked.returncode == 2 and "predictions file" in ranked.stderr and "Traceback" not in ranked.stderr
     assert (run / "ranking.csv").read_text() == ranking  # nothing already written is lost
     assert len(pd.read_csv(run / "ranking.csv")) == 4
