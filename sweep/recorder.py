@@ -83,10 +83,6 @@ class Recorder:
         self._flush_took = 0.0
         self._dirty = True
 
-    @property
-    def finished(self) -> set[str]:
-        return set(self.rows.ids)
-
     # -- taking results in
     def sync(self, trials) -> None:
         """Take in the finished combinations and recorded failures of the study's trials."""

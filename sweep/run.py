@@ -104,7 +104,7 @@ class Sweep:
         self.crashes: dict[str, int] = {}
         self.notes_shown: set[str] = set()
         self.accelerators: dict[str, bool] = {}  # what the workers ran (their first results say)
-        self.bar = tqdm(total=self.total, initial=len(self.recorder.finished), unit="combination",
+        self.bar = tqdm(total=self.total, initial=len(self.recorder.rows), unit="combination",
                         disable=not self.progress, dynamic_ncols=True, smoothing=0.1)
         # Ctrl-C only sets a flag, checked between results, so that it never
         # lands halfway through recording one; a second Ctrl-C exits at once.
@@ -240,7 +240,7 @@ class Sweep:
 
     def _say_what_is_kept(self, status) -> None:
         """On a resumed or grown sweep: what is kept from the study, and what is left to train."""
-        finished = len(self.recorder.finished)
+        finished = len(self.recorder.rows)
         if not finished and not status.earlier:
             return
         where = self.run_dir if self.storage_url is None else f"study {self.study_name!r}"
@@ -305,7 +305,7 @@ class Sweep:
         self.bar.close()
         self._sync()
         self.recorder.flush(force=True)
-        print(f"\nInterrupted: {len(self.recorder.finished)} of {self.total} combinations are "
+        print(f"\nInterrupted: {len(self.recorder.rows)} of {self.total} combinations are "
               f"finished and saved in {self.run_dir} (the trainings in flight were dropped).\n"
               f"Resume with:  {resume_command()}", file=sys.stderr)
         return 130
