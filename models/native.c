@@ -305,13 +305,16 @@ void net_train_block(const Net *net, const float *x, long xs_e, long xs_f, long 
 /* ------------------------------------------------------------------ LSTM layer
    One LSTM layer over a whole sequence for every member, forward and backward (models/fused_lstm.py's
    NativeLSTMLayer), computing what torch.lstm computes with torch's gate order (input, forget, cell,
-   output) and a single bias. The recurrence's matmuls are one batched gemm over the members per time
-   step; torch's kernel runs ~10 operations per step for one member at a time.
-   Layouts, all float32 and contiguous within a member:
+   output) and a single bias. The recurrence is row-local (row r's state at step t needs only row r's at
+   t - 1), so each member runs a few rows through all its steps while their states stay in the L1 cache,
+   and the small matmuls are written out here with the accumulators in vector registers: on these shapes
+   (a 32 x 16 by 16 x 64 matmul per step) a library gemm call costs more in packing and dispatch than
+   the arithmetic. Layouts, all float32 and contiguous within a member:
      x     [members, steps, batch, n_in]        (member stride steps * batch * n_in)
      w_ih  [members, n_in, 4H], w_hh [members, H, 4H], bias [members, 4H]  (member strides given)
      hs    [members, steps + 1, batch, H]       hidden states, hs[:, 0] = 0 (h0)
      cs    [members, steps + 1, batch, H]       cell states, cs[:, 0] = 0 (c0)
+     tcs   [members, steps, batch, H]           tanh of each new cell state (the backward pass reuses it)
      acts  [members, steps, batch, 4H]          the gates after their activations */
 
 /* glibc's vector expf (libmvec): with this declaration the compiler turns the gate loops below into
@@ -321,50 +324,121 @@ float expf(float) __attribute__((simd("notinbranch")));
 static inline float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
 static inline float tanh_via_exp(float v) { return 2.0f / (1.0f + expf(-2.0f * v)) - 1.0f; }
 
-/* one row of one time step: the gates' activations (in place) and the next cell and hidden state */
-static void lstm_cell_row(int hidden, float *restrict a, const float *restrict b, const float *restrict c_prev,
-                          float *restrict c_next, float *restrict h_next) {
-    for (int j = 0; j < 4 * hidden; j++) {
-        float v = a[j] + b[j];
-        a[j] = (j >= 2 * hidden && j < 3 * hidden) ? tanh_via_exp(v) : sigmoidf(v);
+/* LANES floats in one vector (GCC and Clang vector extensions: one AVX-512 register, or two AVX2 ones);
+   unaligned loads and stores allowed */
+#define LANES 16
+typedef float vec __attribute__((vector_size(LANES * sizeof(float)), aligned(4)));
+#define ROWS 4  /* rows a kernel below works on at once: ROWS x (columns / LANES) accumulators */
+
+/* out[r, :n] = (accumulate ? out[r, :n] : first) + sum_k a[r, k] b[k, :n] for `rows` rows (ROWS or 1, a
+   constant once inlined, so the accumulators stay in registers); `first` [n] or NULL for zeros. */
+static inline void rows_times(int rows, int k_len, int n, const float *restrict a, long sar, const float *restrict b,
+                              const float *restrict first, int accumulate, float *restrict out, long sor) {
+    int j0 = 0;
+    for (; j0 + LANES <= n; j0 += LANES) {
+        vec acc[ROWS];
+        for (int r = 0; r < rows; r++)
+            acc[r] = accumulate ? *(const vec *)(out + r * sor + j0) : first ? *(const vec *)(first + j0) : (vec){0};
+        for (int k = 0; k < k_len; k++) {
+            vec w = *(const vec *)(b + (long)k * n + j0);
+            for (int r = 0; r < rows; r++) acc[r] += a[r * sar + k] * w;
+        }
+        for (int r = 0; r < rows; r++) *(vec *)(out + r * sor + j0) = acc[r];
     }
+    for (; j0 < n; j0++)  /* columns past the last whole vector */
+        for (int r = 0; r < rows; r++) {
+            float v = accumulate ? out[r * sor + j0] : first ? first[j0] : 0.0f;
+            for (int k = 0; k < k_len; k++) v += a[r * sar + k] * b[(long)k * n + j0];
+            out[r * sor + j0] = v;
+        }
+}
+
+/* the same for `rows` rows in blocks of ROWS */
+static void block_times(int rows, int k_len, int n, const float *a, long sar, const float *b, const float *first,
+                        int accumulate, float *out, long sor) {
+    int r = 0;
+    for (; r + ROWS <= rows; r += ROWS)
+        rows_times(ROWS, k_len, n, a + r * sar, sar, b, first, accumulate, out + r * sor, sor);
+    for (; r < rows; r++)
+        rows_times(1, k_len, n, a + r * sar, sar, b, first, accumulate, out + r * sor, sor);
+}
+
+/* out[k, :n] = sum over `rows` rows of a[r, k] d[r, :n], for k < k_len: a weight's gradient over all steps */
+#define OUTER 16  /* rows of `out` accumulated at once */
+static inline void outer_rows(int ks, long rows, const float *restrict a, long sar, const float *restrict d, long sdr,
+                              int n, float *restrict out) {
+    int j0 = 0;
+    for (; j0 + LANES <= n; j0 += LANES) {
+        vec acc[OUTER];
+        for (int k = 0; k < ks; k++) acc[k] = (vec){0};
+        for (long r = 0; r < rows; r++) {
+            vec dv = *(const vec *)(d + r * sdr + j0);
+            for (int k = 0; k < ks; k++) acc[k] += a[r * sar + k] * dv;
+        }
+        for (int k = 0; k < ks; k++) *(vec *)(out + (long)k * n + j0) = acc[k];
+    }
+    for (; j0 < n; j0++)
+        for (int k = 0; k < ks; k++) {
+            float v = 0.0f;
+            for (long r = 0; r < rows; r++) v += a[r * sar + k] * d[r * sdr + j0];
+            out[(long)k * n + j0] = v;
+        }
+}
+
+static void outer_sum(int k_len, long rows, const float *a, long sar, const float *d, long sdr, int n, float *out) {
+    int k = 0;
+    for (; k + OUTER <= k_len; k += OUTER) outer_rows(OUTER, rows, a + k, sar, d, sdr, n, out + (long)k * n);
+    for (; k < k_len; k++) outer_rows(1, rows, a + k, sar, d, sdr, n, out + (long)k * n);
+}
+
+/* one row of one time step: the gates' activations (in place) and the next cell and hidden state */
+static void lstm_cell_row(int hidden, float *restrict a, const float *restrict c_prev, float *restrict c_next,
+                          float *restrict tanh_c, float *restrict h_next) {
+    for (int j = 0; j < 2 * hidden; j++) a[j] = sigmoidf(a[j]);               /* input and forget gates */
+    for (int j = 2 * hidden; j < 3 * hidden; j++) a[j] = tanh_via_exp(a[j]);  /* the cell's candidate */
+    for (int j = 3 * hidden; j < 4 * hidden; j++) a[j] = sigmoidf(a[j]);      /* output gate */
     for (int j = 0; j < hidden; j++) {
         float c = a[hidden + j] * c_prev[j] + a[j] * a[2 * hidden + j];
+        float tc = tanh_via_exp(c);
         c_next[j] = c;
-        h_next[j] = a[3 * hidden + j] * tanh_via_exp(c);
+        tanh_c[j] = tc;
+        h_next[j] = a[3 * hidden + j] * tc;
     }
 }
 
-void lstm_forward(void *gemm_fn, int members, int steps, int batch, int n_in, int hidden, const float *x,
-                  const float *w_ih, long sw_ih, const float *w_hh, long sw_hh, const float *bias, long sb,
-                  float *hs, float *cs, float *acts, const float **pa, const float **pb, float **pc) {
-    gemm_batch_fn fn = (gemm_batch_fn)gemm_fn;
+void lstm_forward(int members, int steps, int batch, int n_in, int hidden, const float *x, const float *w_ih,
+                  long sw_ih, const float *w_hh, long sw_hh, const float *bias, long sb, float *hs, float *cs,
+                  float *tcs, float *acts) {
     int g4 = 4 * hidden;
     long sx = (long)steps * batch * n_in, sh = (long)(steps + 1) * batch * hidden, sa = (long)steps * batch * g4;
-    for (int t = 0; t < steps; t++) {
-        float *a_t = acts + (long)t * batch * g4;
-        /* pre-activations: x_t W_ih + h_t W_hh (then the bias, in lstm_cell_row) */
-        gemm_each(fn, members, pa, pb, pc, NO_TRANS, NO_TRANS, batch, g4, n_in, x + (long)t * batch * n_in, n_in, sx,
-                  w_ih, g4, sw_ih, 0.0f, a_t, g4, sa);
-        gemm_each(fn, members, pa, pb, pc, NO_TRANS, NO_TRANS, batch, g4, hidden, hs + (long)t * batch * hidden, hidden,
-                  sh, w_hh, g4, sw_hh, 1.0f, a_t, g4, sa);
-        for (int e = 0; e < members; e++) {
-            long at = e * sh + (long)t * batch * hidden, next = at + (long)batch * hidden;
-            for (int r = 0; r < batch; r++)
-                lstm_cell_row(hidden, a_t + e * sa + (long)r * g4, bias + e * sb, cs + at + (long)r * hidden,
-                              cs + next + (long)r * hidden, hs + next + (long)r * hidden);
+    long st = (long)steps * batch * hidden;
+    for (int e = 0; e < members; e++) {
+        const float *xe = x + e * sx, *wi = w_ih + e * sw_ih, *wh = w_hh + e * sw_hh, *be = bias + e * sb;
+        float *he = hs + e * sh, *ce = cs + e * sh, *te = tcs + e * st, *ae = acts + e * sa;
+        for (int r0 = 0; r0 < batch; r0 += ROWS) {
+            int rows = batch - r0 < ROWS ? batch - r0 : ROWS;
+            for (int t = 0; t < steps; t++) {
+                long row = (long)t * batch + r0;  /* this block's first row at step t */
+                float *a = ae + row * g4;
+                /* pre-activations: bias + x_t W_ih + h_{t-1} W_hh */
+                block_times(rows, n_in, g4, xe + row * n_in, n_in, wi, be, 0, a, g4);
+                block_times(rows, hidden, g4, he + row * hidden, hidden, wh, NULL, 1, a, g4);
+                for (int r = 0; r < rows; r++)
+                    lstm_cell_row(hidden, a + r * g4, ce + (row + r) * hidden, ce + (row + batch + r) * hidden,
+                                  te + (row + r) * hidden, he + (row + batch + r) * hidden);
+            }
         }
     }
 }
 
 /* one row of one time step backward: the gates' pre-activation gradients, and dh, dc carried back */
 static void lstm_cell_row_backward(int hidden, const float *restrict a, const float *restrict c_prev,
-                                   const float *restrict c_next, const float *restrict dy, float *restrict dh,
+                                   const float *restrict tanh_c, const float *restrict dy, float *restrict dh,
                                    float *restrict dc, float *restrict d) {
     for (int j = 0; j < hidden; j++) {
         float i = a[j], f = a[hidden + j], g = a[2 * hidden + j], o = a[3 * hidden + j];
         float dh_t = dh[j] + dy[j];
-        float tc = tanh_via_exp(c_next[j]);
+        float tc = tanh_c[j];
         float dcell = dc[j] + dh_t * o * (1.0f - tc * tc);
         d[j] = dcell * g * i * (1.0f - i);
         d[hidden + j] = dcell * c_prev[j] * f * (1.0f - f);
@@ -374,46 +448,51 @@ static void lstm_cell_row_backward(int hidden, const float *restrict a, const fl
     }
 }
 
+/* `w` [k, n] (member stride sw) as w_t [n, k] */
+static void transpose(int k_len, int n, const float *restrict w, float *restrict w_t) {
+    for (int k = 0; k < k_len; k++)
+        for (int j = 0; j < n; j++) w_t[(long)j * k_len + k] = w[(long)k * n + j];
+}
+
 /* Backward through time. dy [members, steps, batch, H] is the loss's gradient for every output h_1..h_T.
-   Writes dx (same layout as x), dw_ih [members, n_in, 4H], dw_hh [members, H, 4H], db [members, 4H]
-   (all contiguous, overwritten). Scratch: dgates like acts, dh and dc [members, batch, H]. */
-void lstm_backward(void *gemm_fn, int members, int steps, int batch, int n_in, int hidden, const float *x,
-                   const float *w_ih, long sw_ih, const float *w_hh, long sw_hh, const float *hs, const float *cs,
-                   const float *acts, const float *dy, float *dgates, float *dh, float *dc, float *dx, float *dw_ih,
-                   float *dw_hh, float *db, const float **pa, const float **pb, float **pc) {
-    gemm_batch_fn fn = (gemm_batch_fn)gemm_fn;
+   Writes dx (same layout as x; skipped when dx is NULL: the layer's input needs no gradient),
+   dw_ih [members, n_in, 4H], dw_hh [members, H, 4H], db [members, 4H] (all contiguous, overwritten).
+   Scratch: dgates like acts, dh and dc [members, batch, H], w_t [members, 4H, H + n_in]. */
+void lstm_backward(int members, int steps, int batch, int n_in, int hidden, const float *x, const float *w_ih,
+                   long sw_ih, const float *w_hh, long sw_hh, const float *hs, const float *cs, const float *tcs,
+                   const float *acts, const float *dy, float *dgates, float *dh, float *dc, float *w_t, float *dx,
+                   float *dw_ih, float *dw_hh, float *db) {
     int g4 = 4 * hidden;
     long sx = (long)steps * batch * n_in, sh = (long)(steps + 1) * batch * hidden, sa = (long)steps * batch * g4;
     long rows = (long)steps * batch, state = (long)batch * hidden;
-    for (long n = 0; n < members * state; n++) { dh[n] = 0.0f; dc[n] = 0.0f; }
-    for (int t = steps - 1; t >= 0; t--) {
-        for (int e = 0; e < members; e++) {
-            long at = e * sh + (long)t * state;
-            for (int r = 0; r < batch; r++) {
-                long n = (long)r * hidden;
-                lstm_cell_row_backward(hidden, acts + e * sa + ((long)t * batch + r) * g4, cs + at + n,
-                                       cs + at + state + n, dy + e * rows * hidden + (long)t * state + n,
-                                       dh + e * state + n, dc + e * state + n,
-                                       dgates + e * sa + ((long)t * batch + r) * g4);
+    for (int e = 0; e < members; e++) {
+        const float *ae = acts + e * sa, *ce = cs + e * sh, *te = tcs + e * rows * hidden, *dye = dy + e * rows * hidden;
+        float *de = dgates + e * sa, *dhe = dh + e * state, *dce = dc + e * state;
+        float *wt_hh = w_t + (long)e * g4 * (hidden + n_in), *wt_ih = wt_hh + (long)g4 * hidden;
+        transpose(hidden, g4, w_hh + e * sw_hh, wt_hh);
+        transpose(n_in, g4, w_ih + e * sw_ih, wt_ih);
+        for (long n = 0; n < state; n++) { dhe[n] = 0.0f; dce[n] = 0.0f; }
+        for (int r0 = 0; r0 < batch; r0 += ROWS) {
+            int block = batch - r0 < ROWS ? batch - r0 : ROWS;
+            for (int t = steps - 1; t >= 0; t--) {
+                long row = (long)t * batch + r0;
+                for (int r = 0; r < block; r++)
+                    lstm_cell_row_backward(hidden, ae + (row + r) * g4, ce + (row + r) * hidden,
+                                           te + (row + r) * hidden, dye + (row + r) * hidden,
+                                           dhe + (long)(r0 + r) * hidden, dce + (long)(r0 + r) * hidden,
+                                           de + (row + r) * g4);
+                if (dx)  /* dx_t = d_t W_ih^T */
+                    block_times(block, g4, n_in, de + row * g4, g4, wt_ih, NULL, 0, dx + e * sx + row * n_in, n_in);
+                if (t > 0)  /* dh_{t-1} = d_t W_hh^T (h0 is a constant) */
+                    block_times(block, g4, hidden, de + row * g4, g4, wt_hh, NULL, 0, dhe + (long)r0 * hidden, hidden);
             }
         }
-        if (t > 0)  /* dh_{t-1} = dgates_t W_hh^T (h0 is a constant) */
-            gemm_each(fn, members, pa, pb, pc, NO_TRANS, TRANS, batch, hidden, g4, dgates + (long)t * batch * g4, g4, sa,
-                      w_hh, g4, sw_hh, 0.0f, dh, hidden, state);
-    }
-    /* the weights' gradients over all steps at once: dW_hh = H_prev^T dG, dW_ih = X^T dG; dx = dG W_ih^T */
-    gemm_each(fn, members, pa, pb, pc, TRANS, NO_TRANS, hidden, g4, (int)rows, hs, hidden, sh, dgates, g4, sa, 0.0f,
-              dw_hh, g4, (long)hidden * g4);
-    gemm_each(fn, members, pa, pb, pc, TRANS, NO_TRANS, n_in, g4, (int)rows, x, n_in, sx, dgates, g4, sa, 0.0f,
-              dw_ih, g4, (long)n_in * g4);
-    gemm_each(fn, members, pa, pb, pc, NO_TRANS, TRANS, (int)rows, n_in, g4, dgates, g4, sa, w_ih, g4, sw_ih, 0.0f,
-              dx, n_in, sx);
-    for (int e = 0; e < members; e++) {
+        /* the weights' gradients over all steps at once: dW_hh = H_prev^T dG, dW_ih = X^T dG, db = sum of dG */
+        outer_sum(hidden, rows, hs + e * sh, hidden, de, g4, g4, dw_hh + (long)e * hidden * g4);
+        outer_sum(n_in, rows, x + e * sx, n_in, de, g4, g4, dw_ih + (long)e * n_in * g4);
         float *b = db + (long)e * g4;
         for (int j = 0; j < g4; j++) b[j] = 0.0f;
-        for (long r = 0; r < rows; r++) {
-            const float *d = dgates + e * sa + r * g4;
-            for (int j = 0; j < g4; j++) b[j] += d[j];
-        }
+        for (long r = 0; r < rows; r++)
+            for (int j = 0; j < g4; j++) b[j] += de[r * g4 + j];
     }
 }

@@ -92,10 +92,9 @@ def library() -> tuple[ctypes.CDLL, int] | None:
                                     ctypes.c_int, _P, _P, _P, _P, _P, _P, ctypes.c_long, _P]
     sizes = [ctypes.c_int] * 5  # members, steps, batch, n_in, hidden
     lib.lstm_forward.restype = None
-    lib.lstm_forward.argtypes = [_P, *sizes, _P, _P, ctypes.c_long, _P, ctypes.c_long, _P, ctypes.c_long,
-                                 _P, _P, _P, _P, _P, _P]
+    lib.lstm_forward.argtypes = [*sizes, _P, _P, ctypes.c_long, _P, ctypes.c_long, _P, ctypes.c_long, _P, _P, _P, _P]
     lib.lstm_backward.restype = None
-    lib.lstm_backward.argtypes = [_P, *sizes, _P, _P, ctypes.c_long, _P, ctypes.c_long, *[_P] * 14]
+    lib.lstm_backward.argtypes = [*sizes, _P, _P, ctypes.c_long, _P, ctypes.c_long, *[_P] * 13]
     return lib, gemm
 
 
@@ -130,36 +129,39 @@ class NativeLSTMLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, bias):
-        lib, gemm = library()
+        lib, _ = library()
         x, w_ih, w_hh, bias = (_member_rows(t) for t in (x.contiguous(), w_ih, w_hh, bias))
         members, steps, batch, n_in = x.shape
         hidden = w_hh.shape[1]
         hs = torch.zeros(members, steps + 1, batch, hidden)
         cs = torch.zeros_like(hs)
+        tanh_cs = torch.empty(members, steps, batch, hidden)
         acts = torch.empty(members, steps, batch, 4 * hidden)
-        pointers = torch.empty(3, members, dtype=torch.int64)  # the batched gemm's per-member operand addresses
-        lib.lstm_forward(gemm, members, steps, batch, n_in, hidden, x.data_ptr(), w_ih.data_ptr(), w_ih.stride(0),
+        lib.lstm_forward(members, steps, batch, n_in, hidden, x.data_ptr(), w_ih.data_ptr(), w_ih.stride(0),
                          w_hh.data_ptr(), w_hh.stride(0), bias.data_ptr(), bias.stride(0), hs.data_ptr(),
-                         cs.data_ptr(), acts.data_ptr(), *(p.data_ptr() for p in pointers))
-        ctx.tensors = (x, w_ih, w_hh, hs, cs, acts, pointers)
+                         cs.data_ptr(), tanh_cs.data_ptr(), acts.data_ptr())
+        ctx.tensors = (x, w_ih, w_hh, hs, cs, tanh_cs, acts)
         return hs[:, 1:]
 
     @staticmethod
     def backward(ctx, dy):
-        lib, gemm = library()
-        x, w_ih, w_hh, hs, cs, acts, pointers = ctx.tensors
+        lib, _ = library()
+        x, w_ih, w_hh, hs, cs, tanh_cs, acts = ctx.tensors
         members, steps, batch, n_in = x.shape
         hidden = w_hh.shape[1]
         dy = dy.contiguous()
         dgates = torch.empty_like(acts)
         dh, dc = torch.empty(members, batch, hidden), torch.empty(members, batch, hidden)
-        dx = torch.empty_like(x)
+        transposed = torch.empty(members, 4 * hidden, hidden + n_in)  # W_hh^T and W_ih^T, scratch
+        # the first layer's input is the data: no gradient to compute for it
+        dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         dw_ih, dw_hh = torch.empty(members, n_in, 4 * hidden), torch.empty(members, hidden, 4 * hidden)
         db = torch.empty(members, 1, 4 * hidden)
-        lib.lstm_backward(gemm, members, steps, batch, n_in, hidden, x.data_ptr(), w_ih.data_ptr(), w_ih.stride(0),
-                          w_hh.data_ptr(), w_hh.stride(0), hs.data_ptr(), cs.data_ptr(), acts.data_ptr(),
-                          dy.data_ptr(), dgates.data_ptr(), dh.data_ptr(), dc.data_ptr(), dx.data_ptr(),
-                          dw_ih.data_ptr(), dw_hh.data_ptr(), db.data_ptr(), *(p.data_ptr() for p in pointers))
+        lib.lstm_backward(members, steps, batch, n_in, hidden, x.data_ptr(), w_ih.data_ptr(), w_ih.stride(0),
+                          w_hh.data_ptr(), w_hh.stride(0), hs.data_ptr(), cs.data_ptr(), tanh_cs.data_ptr(),
+                          acts.data_ptr(), dy.data_ptr(), dgates.data_ptr(), dh.data_ptr(), dc.data_ptr(),
+                          transposed.data_ptr(), None if dx is None else dx.data_ptr(), dw_ih.data_ptr(),
+                          dw_hh.data_ptr(), db.data_ptr())
         return dx, dw_ih, dw_hh, db
 
 

@@ -201,12 +201,18 @@ def as_steps(x: torch.Tensor, channels: int) -> torch.Tensor:
     return x.reshape(x.shape[0], channels, -1).transpose(1, 2)
 
 
+# (hidden size, batch): native.c's layer works on vectors of 16 floats and blocks of 4 rows, so these take
+# its whole-vector and whole-block paths (16), their remainders (5, 20; 7 and 5 rows), and both at once
+LSTM_SHAPES = [(5, 4), (16, 7), (20, 5)]
+
+
 @pytest.mark.parametrize("channels", [1, 3])
-def test_lstm_cell_matches_torch_lstm(step_path, channels):
-    arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])
+@pytest.mark.parametrize("hidden, batch", LSTM_SHAPES)
+def test_lstm_cell_matches_torch_lstm(step_path, channels, hidden, batch):
+    arch = hp(model="lstm", lstm_hidden_size=hidden, lstm_num_layers=2, hidden_layers=[])
     members = [arch, arch]
     model = build_model(arch, members, 7 * channels, [member_generator(s, "init") for s in (3, 4)], CPU, channels)
-    x = torch.randn(2, 4, 7 * channels)
+    x = torch.randn(2, batch, 7 * channels)
     ours = model.forward(x, None)
     for e in range(2):
         lstm, head = torch_lstm_of(model, e)
@@ -217,13 +223,14 @@ def test_lstm_cell_matches_torch_lstm(step_path, channels):
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_lstm_gradients_are_torch_lstms(step_path, channels):
+@pytest.mark.parametrize("hidden, batch", LSTM_SHAPES)
+def test_lstm_gradients_are_torch_lstms(step_path, channels, hidden, batch):
     """One training step's gradients, written into the fused model's gradient buffer, are those of
     torch.nn.LSTM + a linear head with the same weights (each member its own)."""
-    arch = hp(model="lstm", lstm_hidden_size=5, lstm_num_layers=2, hidden_layers=[])
+    arch = hp(model="lstm", lstm_hidden_size=hidden, lstm_num_layers=2, hidden_layers=[])
     model = build_model(arch, [arch, arch, arch], 7 * channels, [member_generator(s, "init") for s in (3, 4, 5)],
                         CPU, channels)
-    x, y = torch.randn(3, 4, 7 * channels), torch.randint(0, 2, (3, 4)).float()
+    x, y = torch.randn(3, batch, 7 * channels), torch.randint(0, 2, (3, batch)).float()
     loss = torch.nn.functional.binary_cross_entropy_with_logits
     model.train_step(x, y, None, lambda logits, target: loss(logits, target, reduction="none"))
     for e in range(3):
