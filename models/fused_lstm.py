@@ -17,6 +17,10 @@ kernel, and 1.1-1.7 ms when it was written out in torch operations batched over
 members.
 The layers run one at a time, so that dropout between them uses the
 members' own masks (DropoutPool), as torch.nn.LSTM's internal dropout would not.
+Without dropout (and with the bce loss and the C optimizer rules) the whole
+step runs in C instead, a block of batches per call (train_block,
+native.NativeLSTMStep): the layers, the head, the backward pass and the update,
+with none of autograd's ~20 operations a step.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import torch
 
 from inputs.hyperparameters import hidden_widths
 from models import native
+from models.components import LOSSES
 from models.dropout import DropoutPool
 from models.flat import FlatParameters
 from models.fused_mlp import DenseStack
@@ -61,6 +66,10 @@ class FusedLSTM:
         self.zero_bias = torch.zeros(4 * self.hidden, device=device)
         # every member's layer in one C call (native.c), where it builds
         self.native_recurrence = native.lstm_applies(device)
+        # and the whole step, head and update included, where the C step applies to the head too
+        self.native_step_applies = native.applies(arch, device)
+        self.native_step = None  # bound on first use
+        self.batch_size, self.n_features = arch["batch_size"], n_features
         self._initialize(members, generators)
         self.max_dropout_window = max([n_features * self.hidden] + widths[1:-1])
 
@@ -136,6 +145,27 @@ class FusedLSTM:
         if out is not None:
             return out.copy_(logits.detach())
         return logits.detach()
+
+    def train_block(self, x: torch.Tensor, y: torch.Tensor, dropout: DropoutPool | None, loss_fn, optimizer,
+                    out: torch.Tensor) -> bool:
+        """train_step and optimizer.step() for each batch of a block of rows, in one C call; False if not applicable.
+
+        As FusedMLP.train_block: x is [members, rows, features], y and out
+        [members, rows]; batches are batch_size rows in order. Applies without
+        dropout, with the bce loss, where the C layers, the C head step and the
+        C optimizer rules all do (models/native.py); otherwise nothing is done
+        and the caller steps batch by batch through autograd.
+        """
+        rules = optimizer.native_rules()
+        if not (self.native_step_applies and rules is not None and loss_fn is LOSSES["bce"]
+                and (dropout is None or not dropout.enabled) and x.dtype == y.dtype == out.dtype == torch.float32):
+            return False
+        if self.native_step is None:
+            self.native_step = native.NativeLSTMStep(self.layers, self.head, self.params.members,
+                                                     self.n_features // self.channels, self.channels, self.hidden,
+                                                     self.batch_size)
+        self.native_step.train_block(x, y, out, self.batch_size, rules)
+        return True
 
     def _run_layer(self, weights: tuple, sequence: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """One member's layer over a whole sequence [batch, steps, inputs] -> its outputs [batch, steps, hidden]."""

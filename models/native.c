@@ -33,11 +33,15 @@ typedef struct {
     long bias_stride;
     float *z[MAX_LAYERS], *h[MAX_LAYERS], *d[MAX_LAYERS];  /* [members, out, batch] each */
     float *dz, *dh;                               /* [members, widest, batch] scratch */
+    float *dx;                                    /* NULL, or [members, features, batch]: the inputs' gradient */
     const float **pa, **pb;                       /* per-member operand pointers for the batched gemm */
     float **pc;
 } Net;
 
 size_t net_size(void) { return sizeof(Net); }
+
+/* where net_step writes the gradient of its inputs (when the net is an LSTM's head), or NULL for none */
+void net_set_input_gradient(Net *net, float *dx) { net->dx = dx; }
 
 int net_init(Net *net, void *gemm, int members, int layers, const int *width, int activation, float slope,
              float **w, float **gw, float **b, float **gb, long bias_stride, float **z, float **h, float **d,
@@ -55,6 +59,7 @@ int net_init(Net *net, void *gemm, int members, int layers, const int *width, in
     }
     net->bias_stride = bias_stride;
     net->dz = dz; net->dh = dh;
+    net->dx = NULL;
     net->pa = pa; net->pb = pb; net->pc = pc;
     return 0;
 }
@@ -168,14 +173,14 @@ void net_step(const Net *net, const float *x, long xs_e, long xs_f, long xs_r, c
             float *gb = net->gb[l] + e * net->bias_stride;
             for (int o = 0; o < n_out; o++) gb[o] = row_sum(dz + ((long)e * n_out + o) * B, B);
         }
-        if (l == 0) {
+        if (l == 0)
             gemm(net, NO_TRANS, x_trans ? NO_TRANS : TRANS, n_out, in, B, dz, B, (long)n_out * B,
                  x, x_ld, xs_e, 0.0f, net->gw[0], in, (long)n_out * in);
-            break;  /* the inputs need no gradient */
-        }
-        gemm(net, NO_TRANS, TRANS, n_out, in, B, dz, B, (long)n_out * B, net->h[l - 1], B, (long)in * B,
-             0.0f, net->gw[l], in, (long)n_out * in);
-        float *dh = net->dh;
+        else
+            gemm(net, NO_TRANS, TRANS, n_out, in, B, dz, B, (long)n_out * B, net->h[l - 1], B, (long)in * B,
+                 0.0f, net->gw[l], in, (long)n_out * in);
+        if (l == 0 && net->dx == NULL) break;  /* the inputs need no gradient */
+        float *dh = l == 0 ? net->dx : net->dh;
         if (n_out == 1) {               /* an outer product, as fused_mlp.py computes it */
             for (int e = 0; e < members; e++) {
                 const float *we = net->w[l] + (long)e * in, *dze = dz + (long)e * B;
@@ -187,6 +192,7 @@ void net_step(const Net *net, const float *x, long xs_e, long xs_f, long xs_r, c
             gemm(net, TRANS, NO_TRANS, in, B, n_out, net->w[l], in, (long)n_out * in, dz, B, (long)n_out * B,
                  0.0f, dh, B, (long)in * B);
         }
+        if (l == 0) break;  /* the inputs' gradient is in net->dx */
         /* through the activation (and mask) of hidden layer l - 1 */
         const long size = (long)members * in * B;
         const float *zp = net->z[l - 1], *hp = net->h[l - 1], *dp = net->d[l - 1];
@@ -310,10 +316,10 @@ void net_train_block(const Net *net, const float *x, long xs_e, long xs_f, long 
    and the small matmuls are written out here with the accumulators in vector registers: on these shapes
    (a 32 x 16 by 16 x 64 matmul per step) a library gemm call costs more in packing and dispatch than
    the arithmetic. Layouts, all float32 and contiguous within a member:
-     x     [members, steps, batch, n_in]        (member stride steps * batch * n_in)
+     x     [members, steps, batch, n_in]        (member stride sx, given)
      w_ih  [members, n_in, 4H], w_hh [members, H, 4H], bias [members, 4H]  (member strides given)
-     hs    [members, steps + 1, batch, H]       hidden states, hs[:, 0] = 0 (h0)
-     cs    [members, steps + 1, batch, H]       cell states, cs[:, 0] = 0 (c0)
+     hs    [members, steps + 1, batch, H]       hidden states, hs[:, 0] = 0 (h0, written by lstm_forward)
+     cs    [members, steps + 1, batch, H]       cell states, cs[:, 0] = 0 (c0, likewise)
      tcs   [members, steps, batch, H]           tanh of each new cell state (the backward pass reuses it)
      acts  [members, steps, batch, 4H]          the gates after their activations */
 
@@ -406,15 +412,16 @@ static void lstm_cell_row(int hidden, float *restrict a, const float *restrict c
     }
 }
 
-void lstm_forward(int members, int steps, int batch, int n_in, int hidden, const float *x, const float *w_ih,
+void lstm_forward(int members, int steps, int batch, int n_in, int hidden, const float *x, long sx, const float *w_ih,
                   long sw_ih, const float *w_hh, long sw_hh, const float *bias, long sb, float *hs, float *cs,
                   float *tcs, float *acts) {
     int g4 = 4 * hidden;
-    long sx = (long)steps * batch * n_in, sh = (long)(steps + 1) * batch * hidden, sa = (long)steps * batch * g4;
+    long sh = (long)(steps + 1) * batch * hidden, sa = (long)steps * batch * g4;
     long st = (long)steps * batch * hidden;
     for (int e = 0; e < members; e++) {
         const float *xe = x + e * sx, *wi = w_ih + e * sw_ih, *wh = w_hh + e * sw_hh, *be = bias + e * sb;
         float *he = hs + e * sh, *ce = cs + e * sh, *te = tcs + e * st, *ae = acts + e * sa;
+        for (long n = 0; n < (long)batch * hidden; n++) he[n] = ce[n] = 0.0f;  /* h0 and c0 */
         for (int r0 = 0; r0 < batch; r0 += ROWS) {
             int rows = batch - r0 < ROWS ? batch - r0 : ROWS;
             for (int t = 0; t < steps; t++) {
@@ -437,7 +444,7 @@ static void lstm_cell_row_backward(int hidden, const float *restrict a, const fl
                                    float *restrict dc, float *restrict d) {
     for (int j = 0; j < hidden; j++) {
         float i = a[j], f = a[hidden + j], g = a[2 * hidden + j], o = a[3 * hidden + j];
-        float dh_t = dh[j] + dy[j];
+        float dh_t = dy ? dh[j] + dy[j] : dh[j];
         float tc = tanh_c[j];
         float dcell = dc[j] + dh_t * o * (1.0f - tc * tc);
         d[j] = dcell * g * i * (1.0f - i);
@@ -454,45 +461,141 @@ static void transpose(int k_len, int n, const float *restrict w, float *restrict
         for (int j = 0; j < n; j++) w_t[(long)j * k_len + k] = w[(long)k * n + j];
 }
 
-/* Backward through time. dy [members, steps, batch, H] is the loss's gradient for every output h_1..h_T.
-   Writes dx (same layout as x; skipped when dx is NULL: the layer's input needs no gradient),
-   dw_ih [members, n_in, 4H], dw_hh [members, H, 4H], db [members, 4H] (all contiguous, overwritten).
+/* Backward through time. dy [members, steps, batch, H] is the loss's gradient for every output h_1..h_T, or
+   NULL when only the last one has a gradient: dh_last, member e's row r and unit k at
+   dh_last[e * sle + r * slr + k * slk] (NULL: none).
+   x and dx: member e's [steps, batch, n_in] from x + e * sx and dx + e * sdx; dx is skipped when NULL (the
+   layer's input needs no gradient). The weights' gradients are overwritten: member e's dw_ih [n_in, 4H],
+   dw_hh [H, 4H] and db [4H] from dw_ih + e * sdw_ih and so on.
    Scratch: dgates like acts, dh and dc [members, batch, H], w_t [members, 4H, H + n_in]. */
-void lstm_backward(int members, int steps, int batch, int n_in, int hidden, const float *x, const float *w_ih,
-                   long sw_ih, const float *w_hh, long sw_hh, const float *hs, const float *cs, const float *tcs,
-                   const float *acts, const float *dy, float *dgates, float *dh, float *dc, float *w_t, float *dx,
-                   float *dw_ih, float *dw_hh, float *db) {
+void lstm_backward(int members, int steps, int batch, int n_in, int hidden, const float *x, long sx,
+                   const float *w_ih, long sw_ih, const float *w_hh, long sw_hh, const float *hs, const float *cs,
+                   const float *tcs, const float *acts, const float *dy, const float *dh_last, long sle, long slr,
+                   long slk, float *dgates, float *dh, float *dc, float *w_t, float *dx, long sdx, float *dw_ih,
+                   long sdw_ih, float *dw_hh, long sdw_hh, float *db, long sdb) {
     int g4 = 4 * hidden;
-    long sx = (long)steps * batch * n_in, sh = (long)(steps + 1) * batch * hidden, sa = (long)steps * batch * g4;
+    long sh = (long)(steps + 1) * batch * hidden, sa = (long)steps * batch * g4;
     long rows = (long)steps * batch, state = (long)batch * hidden;
     for (int e = 0; e < members; e++) {
-        const float *ae = acts + e * sa, *ce = cs + e * sh, *te = tcs + e * rows * hidden, *dye = dy + e * rows * hidden;
+        const float *ae = acts + e * sa, *ce = cs + e * sh, *te = tcs + e * rows * hidden;
+        const float *dye = dy ? dy + e * rows * hidden : NULL;
         float *de = dgates + e * sa, *dhe = dh + e * state, *dce = dc + e * state;
         float *wt_hh = w_t + (long)e * g4 * (hidden + n_in), *wt_ih = wt_hh + (long)g4 * hidden;
         transpose(hidden, g4, w_hh + e * sw_hh, wt_hh);
         transpose(n_in, g4, w_ih + e * sw_ih, wt_ih);
-        for (long n = 0; n < state; n++) { dhe[n] = 0.0f; dce[n] = 0.0f; }
+        for (long n = 0; n < state; n++) dce[n] = 0.0f;
+        for (int r = 0; r < batch; r++)  /* what comes back into the last step from after it */
+            for (int k = 0; k < hidden; k++)
+                dhe[(long)r * hidden + k] = dh_last ? dh_last[e * sle + r * slr + k * slk] : 0.0f;
         for (int r0 = 0; r0 < batch; r0 += ROWS) {
             int block = batch - r0 < ROWS ? batch - r0 : ROWS;
             for (int t = steps - 1; t >= 0; t--) {
                 long row = (long)t * batch + r0;
                 for (int r = 0; r < block; r++)
                     lstm_cell_row_backward(hidden, ae + (row + r) * g4, ce + (row + r) * hidden,
-                                           te + (row + r) * hidden, dye + (row + r) * hidden,
+                                           te + (row + r) * hidden, dye ? dye + (row + r) * hidden : NULL,
                                            dhe + (long)(r0 + r) * hidden, dce + (long)(r0 + r) * hidden,
                                            de + (row + r) * g4);
                 if (dx)  /* dx_t = d_t W_ih^T */
-                    block_times(block, g4, n_in, de + row * g4, g4, wt_ih, NULL, 0, dx + e * sx + row * n_in, n_in);
+                    block_times(block, g4, n_in, de + row * g4, g4, wt_ih, NULL, 0, dx + e * sdx + row * n_in, n_in);
                 if (t > 0)  /* dh_{t-1} = d_t W_hh^T (h0 is a constant) */
                     block_times(block, g4, hidden, de + row * g4, g4, wt_hh, NULL, 0, dhe + (long)r0 * hidden, hidden);
             }
         }
         /* the weights' gradients over all steps at once: dW_hh = H_prev^T dG, dW_ih = X^T dG, db = sum of dG */
-        outer_sum(hidden, rows, hs + e * sh, hidden, de, g4, g4, dw_hh + (long)e * hidden * g4);
-        outer_sum(n_in, rows, x + e * sx, n_in, de, g4, g4, dw_ih + (long)e * n_in * g4);
-        float *b = db + (long)e * g4;
+        outer_sum(hidden, rows, hs + e * sh, hidden, de, g4, g4, dw_hh + e * sdw_hh);
+        outer_sum(n_in, rows, x + e * sx, n_in, de, g4, g4, dw_ih + e * sdw_ih);
+        float *b = db + e * sdb;
         for (int j = 0; j < g4; j++) b[j] = 0.0f;
         for (long r = 0; r < rows; r++)
             for (int j = 0; j < g4; j++) b[j] += de[r * g4 + j];
+    }
+}
+
+/* ------------------------------------------------------------------ an LSTM's block of steps
+   An LSTM (its layers above, its dense head a Net with the inputs' gradient on) trained on a block of gathered
+   rows: for each batch the layers forward, the head's step, the layers backward, and every member's update,
+   in one call (models/native.py's NativeLSTMStep). Without dropout, with the bce loss (the head's net_step). */
+typedef struct {
+    const Net *head;
+    int members, layers, steps, channels, hidden, batch;   /* batch: the most rows of a step */
+    float *w_ih[MAX_LAYERS], *w_hh[MAX_LAYERS], *b[MAX_LAYERS];      /* member strides s_ih, s_hh, s_b */
+    float *gw_ih[MAX_LAYERS], *gw_hh[MAX_LAYERS], *gb[MAX_LAYERS];   /* the gradients, the same strides */
+    long s_ih[MAX_LAYERS], s_hh[MAX_LAYERS], s_b[MAX_LAYERS];
+    float *sequence;                                     /* the layer 0 input, time-major [members, steps, batch, channels] */
+    float *hs[MAX_LAYERS], *cs[MAX_LAYERS], *tcs[MAX_LAYERS], *acts[MAX_LAYERS];  /* each layer's, as above */
+    float *dgates, *dh, *dc, *w_t, *dy, *dx;             /* scratch: the widest layer's; dy and dx [members, steps, batch, H] */
+    float *head_dx;                                      /* the head's inputs' gradient [members, H, batch] */
+} Lstm;
+
+size_t lstm_size(void) { return sizeof(Lstm); }
+
+int lstm_init(Lstm *net, const Net *head, int members, int layers, int steps, int channels, int hidden, int batch,
+              float **w_ih, float **w_hh, float **b, float **gw_ih, float **gw_hh, float **gb, const long *strides,
+              float *sequence, float **hs, float **cs, float **tcs, float **acts, float *dgates, float *dh, float *dc,
+              float *w_t, float *dy, float *dx, float *head_dx) {
+    if (layers < 1 || layers > MAX_LAYERS) return -1;
+    net->head = head;
+    net->members = members; net->layers = layers; net->steps = steps; net->channels = channels;
+    net->hidden = hidden; net->batch = batch;
+    for (int k = 0; k < layers; k++) {
+        net->w_ih[k] = w_ih[k]; net->w_hh[k] = w_hh[k]; net->b[k] = b[k];
+        net->gw_ih[k] = gw_ih[k]; net->gw_hh[k] = gw_hh[k]; net->gb[k] = gb[k];
+        net->s_ih[k] = strides[3 * k]; net->s_hh[k] = strides[3 * k + 1]; net->s_b[k] = strides[3 * k + 2];
+        net->hs[k] = hs[k]; net->cs[k] = cs[k]; net->tcs[k] = tcs[k]; net->acts[k] = acts[k];
+    }
+    net->sequence = sequence;
+    net->dgates = dgates; net->dh = dh; net->dc = dc; net->w_t = w_t; net->dy = dy; net->dx = dx;
+    net->head_dx = head_dx;
+    return 0;
+}
+
+/* one step on `rows` rows: x as in net_step (member e's feature f of row r at x[e * xs_e + f * xs_f + r * xs_r],
+   the features channel after channel, `steps` days each); logits to out, gradients into the parameters' */
+static void lstm_step(const Lstm *net, const float *x, long xs_e, long xs_f, long xs_r, const float *y, long ys,
+                      int rows, float *out, long os) {
+    const int members = net->members, steps = net->steps, channels = net->channels, H = net->hidden;
+    const int layers = net->layers;
+    for (int e = 0; e < members; e++)  /* time-major, as the layers read it */
+        for (int t = 0; t < steps; t++)
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < channels; c++)
+                    net->sequence[(((long)e * steps + t) * rows + r) * channels + c] =
+                        x[e * xs_e + ((long)c * steps + t) * xs_f + r * xs_r];
+    const long sh = (long)(steps + 1) * rows * H;  /* a layer's states: member stride, and where h_1 starts */
+    for (int k = 0; k < layers; k++) {
+        const int n_in = k == 0 ? channels : H;
+        const float *in = k == 0 ? net->sequence : net->hs[k - 1] + (long)rows * H;
+        lstm_forward(members, steps, rows, n_in, H, in, k == 0 ? (long)steps * rows * channels : sh, net->w_ih[k],
+                     net->s_ih[k], net->w_hh[k], net->s_hh[k], net->b[k], net->s_b[k], net->hs[k], net->cs[k],
+                     net->tcs[k], net->acts[k]);
+    }
+    /* the head on the last layer's last hidden state [members, H, rows] as net_step reads it */
+    net_step(net->head, net->hs[layers - 1] + (long)steps * rows * H, sh, 1, H, y, ys, rows, out, os, NULL, 0, NULL,
+             NULL);
+    const long seq = (long)steps * rows * H;  /* dy and dx: member stride */
+    for (int k = layers - 1; k >= 0; k--) {
+        const int n_in = k == 0 ? channels : H;
+        const float *in = k == 0 ? net->sequence : net->hs[k - 1] + (long)rows * H;
+        const int top = k == layers - 1;
+        /* dx of layer k is dy of layer k - 1: the two buffers swap roles each layer down */
+        float *dy = (layers - 1 - k) % 2 ? net->dx : net->dy, *dx = (layers - 1 - k) % 2 ? net->dy : net->dx;
+        lstm_backward(members, steps, rows, n_in, H, in, k == 0 ? (long)steps * rows * channels : sh, net->w_ih[k],
+                      net->s_ih[k], net->w_hh[k], net->s_hh[k], net->hs[k], net->cs[k], net->tcs[k], net->acts[k],
+                      top ? NULL : dy, top ? net->head_dx : NULL, (long)H * rows, 1, rows, net->dgates, net->dh,
+                      net->dc, net->w_t, k == 0 ? NULL : dx, seq, net->gw_ih[k], net->s_ih[k], net->gw_hh[k],
+                      net->s_hh[k], net->gb[k], net->s_b[k]);
+    }
+}
+
+/* lstm_step then optim_step for each batch of a block of gathered rows, as net_train_block does for an MLP */
+void lstm_train_block(const Lstm *net, const float *x, long xs_e, long xs_f, long xs_r, const float *y, long ys,
+                      int width, int batch, float *out, long os, int blocks, const long *block_width, float **p,
+                      float **g, float **a, float **v, const Rule *rules, long first_step, const float *constants) {
+    for (int s = 0, start = 0; start < width; s++, start += batch) {
+        const int rows = width - start < batch ? width - start : batch;
+        lstm_step(net, x + start * xs_r, xs_e, xs_f, xs_r, y + start, ys, rows, out + start, os);
+        optim_step(net->members, blocks, block_width, p, g, a, v, rules, first_step + s, constants[0], constants[1],
+                   constants[2], constants[3], constants[4], constants[5], constants[6]);
     }
 }

@@ -1,5 +1,6 @@
 """Fused training in a small C library (models/native.c): the MLP's step, the optimizer, or a block of both per
-call, and the LSTM's layers (NativeLSTMLayer).
+call; the LSTM's layers (NativeLSTMLayer, under autograd), or without dropout its whole step, head and update
+included, a block of batches per call (NativeLSTMStep).
 
 Why: a fused step of the reference sweep's MLP is ~45 torch operations on
 small tensors plus ~40 optimizer kernel calls, each costing a few
@@ -92,9 +93,18 @@ def library() -> tuple[ctypes.CDLL, int] | None:
                                     ctypes.c_int, _P, _P, _P, _P, _P, _P, ctypes.c_long, _P]
     sizes = [ctypes.c_int] * 5  # members, steps, batch, n_in, hidden
     lib.lstm_forward.restype = None
-    lib.lstm_forward.argtypes = [*sizes, _P, _P, ctypes.c_long, _P, ctypes.c_long, _P, ctypes.c_long, _P, _P, _P, _P]
+    _L = ctypes.c_long
+    lib.lstm_forward.argtypes = [*sizes, _P, _L, _P, _L, _P, _L, _P, _L, _P, _P, _P, _P]
     lib.lstm_backward.restype = None
-    lib.lstm_backward.argtypes = [*sizes, _P, _P, ctypes.c_long, _P, ctypes.c_long, *[_P] * 13]
+    lib.lstm_backward.argtypes = [*sizes, _P, _L, _P, _L, _P, _L, _P, _P, _P, _P, _P, _P, _L, _L, _L, _P, _P, _P, _P,
+                                  _P, _L, _P, _L, _P, _L, _P, _L]
+    lib.net_set_input_gradient.restype = None
+    lib.net_set_input_gradient.argtypes = [_P, _P]
+    lib.lstm_size.restype = ctypes.c_size_t
+    lib.lstm_init.restype = ctypes.c_int
+    lib.lstm_train_block.restype = None
+    lib.lstm_train_block.argtypes = [_P, _P, _L, _L, _L, _P, _L, ctypes.c_int, ctypes.c_int, _P, _L, ctypes.c_int,
+                                     _P, _P, _P, _P, _P, _P, _L, _P]
     return lib, gemm
 
 
@@ -133,13 +143,13 @@ class NativeLSTMLayer(torch.autograd.Function):
         x, w_ih, w_hh, bias = (_member_rows(t) for t in (x.contiguous(), w_ih, w_hh, bias))
         members, steps, batch, n_in = x.shape
         hidden = w_hh.shape[1]
-        hs = torch.zeros(members, steps + 1, batch, hidden)
-        cs = torch.zeros_like(hs)
+        hs = torch.empty(members, steps + 1, batch, hidden)  # h0 and c0 are written as zeros
+        cs = torch.empty_like(hs)
         tanh_cs = torch.empty(members, steps, batch, hidden)
         acts = torch.empty(members, steps, batch, 4 * hidden)
-        lib.lstm_forward(members, steps, batch, n_in, hidden, x.data_ptr(), w_ih.data_ptr(), w_ih.stride(0),
-                         w_hh.data_ptr(), w_hh.stride(0), bias.data_ptr(), bias.stride(0), hs.data_ptr(),
-                         cs.data_ptr(), tanh_cs.data_ptr(), acts.data_ptr())
+        lib.lstm_forward(members, steps, batch, n_in, hidden, x.data_ptr(), x.stride(0), w_ih.data_ptr(),
+                         w_ih.stride(0), w_hh.data_ptr(), w_hh.stride(0), bias.data_ptr(), bias.stride(0),
+                         hs.data_ptr(), cs.data_ptr(), tanh_cs.data_ptr(), acts.data_ptr())
         ctx.tensors = (x, w_ih, w_hh, hs, cs, tanh_cs, acts)
         return hs[:, 1:]
 
@@ -157,11 +167,12 @@ class NativeLSTMLayer(torch.autograd.Function):
         dx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         dw_ih, dw_hh = torch.empty(members, n_in, 4 * hidden), torch.empty(members, hidden, 4 * hidden)
         db = torch.empty(members, 1, 4 * hidden)
-        lib.lstm_backward(members, steps, batch, n_in, hidden, x.data_ptr(), w_ih.data_ptr(), w_ih.stride(0),
-                          w_hh.data_ptr(), w_hh.stride(0), hs.data_ptr(), cs.data_ptr(), tanh_cs.data_ptr(),
-                          acts.data_ptr(), dy.data_ptr(), dgates.data_ptr(), dh.data_ptr(), dc.data_ptr(),
-                          transposed.data_ptr(), None if dx is None else dx.data_ptr(), dw_ih.data_ptr(),
-                          dw_hh.data_ptr(), db.data_ptr())
+        lib.lstm_backward(members, steps, batch, n_in, hidden, x.data_ptr(), x.stride(0), w_ih.data_ptr(),
+                          w_ih.stride(0), w_hh.data_ptr(), w_hh.stride(0), hs.data_ptr(), cs.data_ptr(),
+                          tanh_cs.data_ptr(), acts.data_ptr(), dy.data_ptr(), None, 0, 0, 0, dgates.data_ptr(),
+                          dh.data_ptr(), dc.data_ptr(), transposed.data_ptr(), None if dx is None else dx.data_ptr(),
+                          x.stride(0), dw_ih.data_ptr(), dw_ih.stride(0), dw_hh.data_ptr(), dw_hh.stride(0),
+                          db.data_ptr(), db.stride(0))
         return dx, dw_ih, dw_hh, db
 
 
@@ -269,3 +280,52 @@ class NativeStep:
         """
         return (x.dtype == y.dtype == out.dtype == torch.float32 and (block or x.shape[1] <= self.batch)
                 and (x.stride(1) == 1 or x.stride(2) == 1) and y.stride(1) == 1 and out.stride(1) == 1)
+
+
+class NativeLSTMStep:
+    """An LSTM's whole training step in C (native.c's lstm_train_block): its layers forward, its head's step
+    (NativeStep, which also hands back the gradient of the head's inputs), the layers backward and every
+    member's update, for a block of batches per call. Without dropout and with the bce loss; buffers for
+    `batch` rows are allocated once."""
+
+    def __init__(self, layers: list[tuple], head, members: int, steps: int, channels: int, hidden: int,
+                 batch: int) -> None:
+        lib, _ = library()
+        self.lib = lib
+        self.head = NativeStep(head, members, batch)
+        self.head_dx = torch.empty(members * hidden * batch)
+        lib.net_set_input_gradient(self.head.net, self.head_dx.data_ptr())
+        n_layers = len(layers)
+        self.layers = layers  # the parameter views must outlive the pointers taken from them
+        states = lambda size: [torch.empty(members * size) for _ in range(n_layers)]
+        self.hs, self.cs = states((steps + 1) * batch * hidden), states((steps + 1) * batch * hidden)
+        self.tcs, self.acts = states(steps * batch * hidden), states(steps * batch * 4 * hidden)
+        widest = max(channels, hidden)
+        self.sequence = torch.empty(members * steps * batch * channels)
+        self.dgates = torch.empty(members * steps * batch * 4 * hidden)
+        self.dh, self.dc = torch.empty(members * batch * hidden), torch.empty(members * batch * hidden)
+        self.w_t = torch.empty(members * 4 * hidden * (hidden + widest))
+        self.dy, self.dx = torch.empty(members * steps * batch * hidden), torch.empty(members * steps * batch * hidden)
+        pointers = lambda tensors: (_P * n_layers)(*[t.data_ptr() for t in tensors])
+        column = lambda i: [layer[i] for layer in layers]
+        strides = (ctypes.c_long * (3 * n_layers))(*[t.stride(0) for layer in layers for t in layer])
+        self.net = ctypes.create_string_buffer(lib.lstm_size())
+        status = lib.lstm_init(self.net, self.head.net, members, n_layers, steps, channels, hidden, batch,
+                               pointers(column(0)), pointers(column(1)), pointers(column(2)),
+                               pointers([t.grad for t in column(0)]), pointers([t.grad for t in column(1)]),
+                               pointers([t.grad for t in column(2)]), strides, _P(self.sequence.data_ptr()),
+                               pointers(self.hs), pointers(self.cs), pointers(self.tcs), pointers(self.acts),
+                               *(_P(t.data_ptr()) for t in (self.dgates, self.dh, self.dc, self.w_t, self.dy,
+                                                            self.dx, self.head_dx)))
+        if status != 0:
+            raise ValueError(f"the C step takes at most {MAX_LAYERS} LSTM layers")
+
+    def train_block(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor, batch: int,
+                    optimizer: NativeOptimizer) -> None:
+        """Every batch of a block of rows (x [members, rows, features]) in one call: a step, then the update."""
+        width = x.shape[1]
+        xs = x.stride()
+        self.lib.lstm_train_block(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), width,
+                                  batch, out.data_ptr(), out.stride(0), len(optimizer.data), optimizer.widths,
+                                  *optimizer.arrays, optimizer.rules, optimizer.count + 1, optimizer.constants)
+        optimizer.count += -(-width // batch)

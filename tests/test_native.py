@@ -85,6 +85,7 @@ def test_c_lstm_trains_as_torchs_lstm_kernel_does(layers, c_step, monkeypatch):
         patch.setattr(native, "lstm_applies", lambda device: False)
         slow, slow_loss, _, _ = train_members(arch, members, x, y, CPU)
     assert fast.native_recurrence and not slow.native_recurrence  # each way really ran
+    assert fast.native_step is None  # with dropout, the step goes through autograd
     torch.testing.assert_close(fast.params.rows(), slow.params.rows(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.as_tensor(fast_loss), torch.as_tensor(slow_loss), rtol=1e-5, atol=1e-6)
     assert torch.equal(predict(fast, x, 0.5), predict(slow, x, 0.5))
@@ -95,6 +96,24 @@ def test_c_lstm_trains_as_torchs_lstm_kernel_does(layers, c_step, monkeypatch):
         fast.native_recurrence = False
         whole = fast.forward(rows, None)
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers, channels, hidden, head", [(1, 1, 16, []), (2, 3, 6, [1]), (1, 3, 20, [2, 1])])
+def test_c_lstm_step_trains_as_autograd_does(layers, channels, hidden, head, c_step, monkeypatch):
+    """Without dropout an LSTM's whole step runs in C (NativeLSTMStep: layers, head, update); three epochs of
+    88 rows in batches of 16 (each epoch ends on a short batch) give what autograd through the C layers gives."""
+    arch = {**HYPERPARAMETER_DEFAULTS, "model": "lstm", "lstm_hidden_size": hidden, "lstm_num_layers": layers,
+            "hidden_layers": head, "activation": "tanh", "batch_size": 16, "max_epochs": 3}
+    x, y = data(features=7 * channels)
+    members = members_of(arch, dropouts=(0.0,) * 4)
+    fast, fast_loss, _, _ = train_members(arch, members, x, y, CPU, channels=channels)
+    with monkeypatch.context() as patch:
+        patch.setattr(native, "applies", lambda arch, device: False)
+        slow, slow_loss, _, _ = train_members(arch, members, x, y, CPU, channels=channels)
+    assert fast.native_step is not None and slow.native_step is None and slow.native_recurrence  # each way ran
+    torch.testing.assert_close(fast.params.rows(), slow.params.rows(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.as_tensor(fast_loss), torch.as_tensor(slow_loss), rtol=1e-5, atol=1e-6)
+    assert torch.equal(predict(fast, x, 0.5), predict(slow, x, 0.5))
 
 
 def test_c_step_takes_rows_in_either_layout(c_step):
