@@ -397,6 +397,25 @@ static void outer_sum(int k_len, long rows, const float *a, long sar, const floa
     for (; k < k_len; k++) outer_rows(1, rows, a + k, sar, d, sdr, n, out + (long)k * n);
 }
 
+/* out[:n] = sum over `rows` rows of d[r, :n] (a bias's gradient over all steps), in registers: four running sums
+   per vector of columns, so that each addition waits for the one four rows back rather than for the last */
+static void column_sums(long rows, const float *restrict d, long sdr, int n, float *restrict out) {
+    int j0 = 0;
+    for (; j0 + LANES <= n; j0 += LANES) {
+        vec acc[4] = {{0}, {0}, {0}, {0}};
+        long r = 0;
+        for (; r + 4 <= rows; r += 4)
+            for (int q = 0; q < 4; q++) acc[q] += *(const vec *)(d + (r + q) * sdr + j0);
+        for (; r < rows; r++) acc[0] += *(const vec *)(d + r * sdr + j0);
+        *(vec *)(out + j0) = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+    for (; j0 < n; j0++) {
+        float v = 0.0f;
+        for (long r = 0; r < rows; r++) v += d[r * sdr + j0];
+        out[j0] = v;
+    }
+}
+
 /* one row of one time step: the gates' activations (in place) and the next cell and hidden state */
 static void lstm_cell_row(int hidden, float *restrict a, const float *restrict c_prev, float *restrict c_next,
                           float *restrict tanh_c, float *restrict h_next) {
@@ -442,9 +461,11 @@ void lstm_forward(int members, int steps, int batch, int n_in, int hidden, const
 static void lstm_cell_row_backward(int hidden, const float *restrict a, const float *restrict c_prev,
                                    const float *restrict tanh_c, const float *restrict dy, float *restrict dh,
                                    float *restrict dc, float *restrict d) {
+    if (dy)  /* this step's output's own gradient, beside what comes back from the next step */
+        for (int j = 0; j < hidden; j++) dh[j] += dy[j];
     for (int j = 0; j < hidden; j++) {
         float i = a[j], f = a[hidden + j], g = a[2 * hidden + j], o = a[3 * hidden + j];
-        float dh_t = dy ? dh[j] + dy[j] : dh[j];
+        float dh_t = dh[j];
         float tc = tanh_c[j];
         float dcell = dc[j] + dh_t * o * (1.0f - tc * tc);
         d[j] = dcell * g * i * (1.0f - i);
@@ -505,10 +526,7 @@ void lstm_backward(int members, int steps, int batch, int n_in, int hidden, cons
         /* the weights' gradients over all steps at once: dW_hh = H_prev^T dG, dW_ih = X^T dG, db = sum of dG */
         outer_sum(hidden, rows, hs + e * sh, hidden, de, g4, g4, dw_hh + e * sdw_hh);
         outer_sum(n_in, rows, x + e * sx, n_in, de, g4, g4, dw_ih + e * sdw_ih);
-        float *b = db + e * sdb;
-        for (int j = 0; j < g4; j++) b[j] = 0.0f;
-        for (long r = 0; r < rows; r++)
-            for (int j = 0; j < g4; j++) b[j] += de[r * g4 + j];
+        column_sums(rows, de, g4, g4, db + e * sdb);
     }
 }
 
