@@ -17,10 +17,10 @@ kernel, and 1.1-1.7 ms when it was written out in torch operations batched over
 members.
 The layers run one at a time, so that dropout between them uses the
 members' own masks (DropoutPool), as torch.nn.LSTM's internal dropout would not.
-Without dropout (and with the bce loss and the C optimizer rules) the whole
-step runs in C instead, a block of batches per call (train_block,
-native.NativeLSTMStep): the layers, the head, the backward pass and the update,
-with none of autograd's ~20 operations a step.
+With the bce loss and the C optimizer rules the whole step runs in C instead,
+a block of batches per call (train_block, native.NativeLSTMStep): the layers,
+the head, the backward pass and the update, with the same dropout masks and
+none of autograd's ~20 operations a step.
 """
 from __future__ import annotations
 
@@ -151,20 +151,20 @@ class FusedLSTM:
         """train_step and optimizer.step() for each batch of a block of rows, in one C call; False if not applicable.
 
         As FusedMLP.train_block: x is [members, rows, features], y and out
-        [members, rows]; batches are batch_size rows in order. Applies without
-        dropout, with the bce loss, where the C layers, the C head step and the
-        C optimizer rules all do (models/native.py); otherwise nothing is done
-        and the caller steps batch by batch through autograd.
+        [members, rows]; batches are batch_size rows in order. Applies with the
+        bce loss, where the C layers, the C head step and the C optimizer rules
+        all do (models/native.py); otherwise nothing is done and the caller
+        steps batch by batch through autograd.
         """
         rules = optimizer.native_rules()
         if not (self.native_step_applies and rules is not None and loss_fn is LOSSES["bce"]
-                and (dropout is None or not dropout.enabled) and x.dtype == y.dtype == out.dtype == torch.float32):
+                and x.dtype == y.dtype == out.dtype == torch.float32):
             return False
         if self.native_step is None:
             self.native_step = native.NativeLSTMStep(self.layers, self.head, self.params.members,
                                                      self.n_features // self.channels, self.channels, self.hidden,
                                                      self.batch_size)
-        self.native_step.train_block(x, y, out, self.batch_size, rules)
+        self.native_step.train_block(x, y, dropout, out, self.batch_size, rules)
         return True
 
     def _run_layer(self, weights: tuple, sequence: torch.Tensor, start: torch.Tensor) -> torch.Tensor:

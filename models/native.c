@@ -533,7 +533,9 @@ void lstm_backward(int members, int steps, int batch, int n_in, int hidden, cons
 /* ------------------------------------------------------------------ an LSTM's block of steps
    An LSTM (its layers above, its dense head a Net with the inputs' gradient on) trained on a block of gathered
    rows: for each batch the layers forward, the head's step, the layers backward, and every member's update,
-   in one call (models/native.py's NativeLSTMStep). Without dropout, with the bce loss (the head's net_step). */
+   in one call (models/native.py's NativeLSTMStep). With the bce loss (the head's net_step). With dropout the
+   masks are those models/fused_lstm.py's forward draws, in its order: one per gap between layers
+   ([batch, steps, H] per member), one on the last hidden state ([batch, H]), then the head's (net_step). */
 typedef struct {
     const Net *head;
     int members, layers, steps, channels, hidden, batch;   /* batch: the most rows of a step */
@@ -544,6 +546,8 @@ typedef struct {
     float *hs[MAX_LAYERS], *cs[MAX_LAYERS], *tcs[MAX_LAYERS], *acts[MAX_LAYERS];  /* each layer's, as above */
     float *dgates, *dh, *dc, *w_t, *dy, *dx;             /* scratch: the widest layer's; dy and dx [members, steps, batch, H] */
     float *head_dx;                                      /* the head's inputs' gradient [members, H, batch] */
+    float *dropped[MAX_LAYERS];                          /* with dropout: layer k's masked outputs, time-major */
+    float *last;                                         /* with dropout: the masked last hidden state [members, batch, H] */
 } Lstm;
 
 size_t lstm_size(void) { return sizeof(Lstm); }
@@ -551,7 +555,7 @@ size_t lstm_size(void) { return sizeof(Lstm); }
 int lstm_init(Lstm *net, const Net *head, int members, int layers, int steps, int channels, int hidden, int batch,
               float **w_ih, float **w_hh, float **b, float **gw_ih, float **gw_hh, float **gb, const long *strides,
               float *sequence, float **hs, float **cs, float **tcs, float **acts, float *dgates, float *dh, float *dc,
-              float *w_t, float *dy, float *dx, float *head_dx) {
+              float *w_t, float *dy, float *dx, float *head_dx, float **dropped, float *last) {
     if (layers < 1 || layers > MAX_LAYERS) return -1;
     net->head = head;
     net->members = members; net->layers = layers; net->steps = steps; net->channels = channels;
@@ -565,13 +569,22 @@ int lstm_init(Lstm *net, const Net *head, int members, int layers, int steps, in
     net->sequence = sequence;
     net->dgates = dgates; net->dh = dh; net->dc = dc; net->w_t = w_t; net->dy = dy; net->dx = dx;
     net->head_dx = head_dx;
+    for (int k = 0; k + 1 < layers; k++) net->dropped[k] = dropped[k];
+    net->last = last;
     return 0;
 }
 
+/* A dropout mask's multiplier: member e's unit i of the window at `offset` (models/dropout.py's pool) */
+static inline float kept(const unsigned char *keep, long keep_stride, const float *scale, int e, long offset, long i) {
+    return keep[e * keep_stride + offset + i] ? scale[e] : 0.0f;
+}
+
 /* one step on `rows` rows: x as in net_step (member e's feature f of row r at x[e * xs_e + f * xs_f + r * xs_r],
-   the features channel after channel, `steps` days each); logits to out, gradients into the parameters' */
+   the features channel after channel, `steps` days each); logits to out, gradients into the parameters'.
+   keep: NULL without dropout, else the pool (as net_step's) and offsets[] the step's windows in the order above. */
 static void lstm_step(const Lstm *net, const float *x, long xs_e, long xs_f, long xs_r, const float *y, long ys,
-                      int rows, float *out, long os) {
+                      int rows, float *out, long os, const unsigned char *keep, long keep_stride, const float *scale,
+                      const long *offsets) {
     const int members = net->members, steps = net->steps, channels = net->channels, H = net->hidden;
     const int layers = net->layers;
     for (int e = 0; e < members; e++)  /* time-major, as the layers read it */
@@ -581,38 +594,86 @@ static void lstm_step(const Lstm *net, const float *x, long xs_e, long xs_f, lon
                     net->sequence[(((long)e * steps + t) * rows + r) * channels + c] =
                         x[e * xs_e + ((long)c * steps + t) * xs_f + r * xs_r];
     const long sh = (long)(steps + 1) * rows * H;  /* a layer's states: member stride, and where h_1 starts */
+    const long seq = (long)steps * rows * H;       /* a masked sequence, dy and dx: member stride */
+    /* layer k's input: the data, the last layer's outputs, or with dropout their masked copy */
+    const float *input[MAX_LAYERS];
+    long input_stride[MAX_LAYERS];
     for (int k = 0; k < layers; k++) {
         const int n_in = k == 0 ? channels : H;
-        const float *in = k == 0 ? net->sequence : net->hs[k - 1] + (long)rows * H;
-        lstm_forward(members, steps, rows, n_in, H, in, k == 0 ? (long)steps * rows * channels : sh, net->w_ih[k],
-                     net->s_ih[k], net->w_hh[k], net->s_hh[k], net->b[k], net->s_b[k], net->hs[k], net->cs[k],
-                     net->tcs[k], net->acts[k]);
+        if (k == 0) {
+            input[0] = net->sequence;
+            input_stride[0] = (long)steps * rows * channels;
+        } else if (keep) {  /* between layers k - 1 and k: the mask drawn as [batch, steps, H], read time-major */
+            float *dropped = net->dropped[k - 1];
+            const float *h = net->hs[k - 1] + (long)rows * H;
+            for (int e = 0; e < members; e++)
+                for (int t = 0; t < steps; t++)
+                    for (int r = 0; r < rows; r++)
+                        for (int j = 0; j < H; j++) {
+                            const long at = e * seq + ((long)t * rows + r) * H + j;
+                            dropped[at] = h[e * sh + ((long)t * rows + r) * H + j] *
+                                          kept(keep, keep_stride, scale, e, offsets[k - 1], ((long)r * steps + t) * H + j);
+                        }
+            input[k] = dropped;
+            input_stride[k] = seq;
+        } else {
+            input[k] = net->hs[k - 1] + (long)rows * H;
+            input_stride[k] = sh;
+        }
+        lstm_forward(members, steps, rows, n_in, H, input[k], input_stride[k], net->w_ih[k], net->s_ih[k],
+                     net->w_hh[k], net->s_hh[k], net->b[k], net->s_b[k], net->hs[k], net->cs[k], net->tcs[k],
+                     net->acts[k]);
     }
-    /* the head on the last layer's last hidden state [members, H, rows] as net_step reads it */
-    net_step(net->head, net->hs[layers - 1] + (long)steps * rows * H, sh, 1, H, y, ys, rows, out, os, NULL, 0, NULL,
-             NULL);
-    const long seq = (long)steps * rows * H;  /* dy and dx: member stride */
+    /* the head on the last layer's last hidden state (masked, with dropout) [members, H, rows] as net_step reads it */
+    const float *last = net->hs[layers - 1] + (long)steps * rows * H;
+    long last_stride = sh;
+    const long last_offset = keep ? offsets[layers - 1] : 0;
+    if (keep) {
+        for (int e = 0; e < members; e++)
+            for (long i = 0; i < (long)rows * H; i++)
+                net->last[e * rows * H + i] = last[e * sh + i] * kept(keep, keep_stride, scale, e, last_offset, i);
+        last = net->last;
+        last_stride = (long)rows * H;
+    }
+    net_step(net->head, last, last_stride, 1, H, y, ys, rows, out, os, keep, keep_stride, scale,
+             keep ? offsets + layers : NULL);
+    if (keep)  /* back through the last hidden state's mask: head_dx [members, H, rows] */
+        for (int e = 0; e < members; e++)
+            for (int j = 0; j < H; j++)
+                for (int r = 0; r < rows; r++)
+                    net->head_dx[((long)e * H + j) * rows + r] *= kept(keep, keep_stride, scale, e, last_offset,
+                                                                        (long)r * H + j);
     for (int k = layers - 1; k >= 0; k--) {
         const int n_in = k == 0 ? channels : H;
-        const float *in = k == 0 ? net->sequence : net->hs[k - 1] + (long)rows * H;
         const int top = k == layers - 1;
         /* dx of layer k is dy of layer k - 1: the two buffers swap roles each layer down */
         float *dy = (layers - 1 - k) % 2 ? net->dx : net->dy, *dx = (layers - 1 - k) % 2 ? net->dy : net->dx;
-        lstm_backward(members, steps, rows, n_in, H, in, k == 0 ? (long)steps * rows * channels : sh, net->w_ih[k],
-                      net->s_ih[k], net->w_hh[k], net->s_hh[k], net->hs[k], net->cs[k], net->tcs[k], net->acts[k],
+        if (!top && keep)  /* back through the mask between layers k and k + 1 */
+            for (int e = 0; e < members; e++)
+                for (int t = 0; t < steps; t++)
+                    for (int r = 0; r < rows; r++)
+                        for (int j = 0; j < H; j++)
+                            dy[e * seq + ((long)t * rows + r) * H + j] *=
+                                kept(keep, keep_stride, scale, e, offsets[k], ((long)r * steps + t) * H + j);
+        lstm_backward(members, steps, rows, n_in, H, input[k], input_stride[k], net->w_ih[k], net->s_ih[k],
+                      net->w_hh[k], net->s_hh[k], net->hs[k], net->cs[k], net->tcs[k], net->acts[k],
                       top ? NULL : dy, top ? net->head_dx : NULL, (long)H * rows, 1, rows, net->dgates, net->dh,
                       net->dc, net->w_t, k == 0 ? NULL : dx, seq, net->gw_ih[k], net->s_ih[k], net->gw_hh[k],
                       net->s_hh[k], net->gb[k], net->s_b[k]);
     }
 }
 
-/* lstm_step then optim_step for each batch of a block of gathered rows, as net_train_block does for an MLP */
+/* lstm_step then optim_step for each batch of a block of gathered rows, as net_train_block does for an MLP
+   (offsets: the windows of each step in turn, layers + the head's hidden layers per step; NULL without dropout) */
 void lstm_train_block(const Lstm *net, const float *x, long xs_e, long xs_f, long xs_r, const float *y, long ys,
-                      int width, int batch, float *out, long os, int blocks, const long *block_width, float **p,
+                      int width, int batch, float *out, long os, const unsigned char *keep, long keep_stride,
+                      const float *scale, const long *offsets, int blocks, const long *block_width, float **p,
                       float **g, float **a, float **v, const Rule *rules, long first_step, const float *constants) {
+    const int per_step = net->layers + net->head->layers - 1;
     for (int s = 0, start = 0; start < width; s++, start += batch) {
         const int rows = width - start < batch ? width - start : batch;
-        lstm_step(net, x + start * xs_r, xs_e, xs_f, xs_r, y + start, ys, rows, out + start, os);
+        lstm_step(net, x + start * xs_r, xs_e, xs_f, xs_r, y + start, ys, rows, out + start, os, keep, keep_stride,
+                  scale, offsets != NULL ? offsets + (long)s * per_step : NULL);
         optim_step(net->members, blocks, block_width, p, g, a, v, rules, first_step + s, constants[0], constants[1],
                    constants[2], constants[3], constants[4], constants[5], constants[6]);
     }

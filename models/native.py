@@ -103,8 +103,8 @@ def library() -> tuple[ctypes.CDLL, int] | None:
     lib.lstm_size.restype = ctypes.c_size_t
     lib.lstm_init.restype = ctypes.c_int
     lib.lstm_train_block.restype = None
-    lib.lstm_train_block.argtypes = [_P, _P, _L, _L, _L, _P, _L, ctypes.c_int, ctypes.c_int, _P, _L, ctypes.c_int,
-                                     _P, _P, _P, _P, _P, _P, _L, _P]
+    lib.lstm_train_block.argtypes = [_P, _P, _L, _L, _L, _P, _L, ctypes.c_int, ctypes.c_int, _P, _L, _P, _L, _P, _P,
+                                     ctypes.c_int, _P, _P, _P, _P, _P, _P, _L, _P]
     return lib, gemm
 
 
@@ -285,8 +285,9 @@ class NativeStep:
 class NativeLSTMStep:
     """An LSTM's whole training step in C (native.c's lstm_train_block): its layers forward, its head's step
     (NativeStep, which also hands back the gradient of the head's inputs), the layers backward and every
-    member's update, for a block of batches per call. Without dropout and with the bce loss; buffers for
-    `batch` rows are allocated once."""
+    member's update, for a block of batches per call. With the bce loss; dropout masks from the members'
+    DropoutPool, drawn in the order models/fused_lstm.py's forward draws them. Buffers for `batch` rows are
+    allocated once."""
 
     def __init__(self, layers: list[tuple], head, members: int, steps: int, channels: int, hidden: int,
                  batch: int) -> None:
@@ -306,6 +307,10 @@ class NativeLSTMStep:
         self.dh, self.dc = torch.empty(members * batch * hidden), torch.empty(members * batch * hidden)
         self.w_t = torch.empty(members * 4 * hidden * (hidden + widest))
         self.dy, self.dx = torch.empty(members * steps * batch * hidden), torch.empty(members * steps * batch * hidden)
+        # with dropout: each gap's masked outputs, and the masked last hidden state
+        self.dropped = [torch.empty(members * steps * batch * hidden) for _ in range(n_layers - 1)]
+        self.last = torch.empty(members * batch * hidden)
+        self.masks_per_step = n_layers + self.head.n_hidden  # the gaps, the last hidden state, the head's layers
         pointers = lambda tensors: (_P * n_layers)(*[t.data_ptr() for t in tensors])
         column = lambda i: [layer[i] for layer in layers]
         strides = (ctypes.c_long * (3 * n_layers))(*[t.stride(0) for layer in layers for t in layer])
@@ -316,16 +321,29 @@ class NativeLSTMStep:
                                pointers([t.grad for t in column(2)]), strides, _P(self.sequence.data_ptr()),
                                pointers(self.hs), pointers(self.cs), pointers(self.tcs), pointers(self.acts),
                                *(_P(t.data_ptr()) for t in (self.dgates, self.dh, self.dc, self.w_t, self.dy,
-                                                            self.dx, self.head_dx)))
+                                                            self.dx, self.head_dx)),
+                               (_P * max(n_layers - 1, 1))(*[t.data_ptr() for t in self.dropped]),
+                               _P(self.last.data_ptr()))
         if status != 0:
             raise ValueError(f"the C step takes at most {MAX_LAYERS} LSTM layers")
 
-    def train_block(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor, batch: int,
+    def train_block(self, x: torch.Tensor, y: torch.Tensor, dropout, out: torch.Tensor, batch: int,
                     optimizer: NativeOptimizer) -> None:
-        """Every batch of a block of rows (x [members, rows, features]) in one call: a step, then the update."""
+        """Every batch of a block of rows (x [members, rows, features]) in one call: a step, then the update.
+
+        The same as FusedLSTM.train_step and optimizer.step() batch by batch: the
+        dropout windows are drawn in the same order.
+        """
         width = x.shape[1]
+        steps = -(-width // batch)
+        keep, keep_stride, scale, offsets = None, 0, None, None
+        if dropout is not None and dropout.enabled:
+            drawn = [dropout.next_offset() for _ in range(steps * self.masks_per_step)]
+            offsets = (ctypes.c_long * len(drawn))(*drawn)
+            keep, keep_stride, scale = dropout.keep.data_ptr(), dropout.keep.stride(0), dropout.scale.data_ptr()
         xs = x.stride()
         self.lib.lstm_train_block(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), width,
-                                  batch, out.data_ptr(), out.stride(0), len(optimizer.data), optimizer.widths,
-                                  *optimizer.arrays, optimizer.rules, optimizer.count + 1, optimizer.constants)
-        optimizer.count += -(-width // batch)
+                                  batch, out.data_ptr(), out.stride(0), keep, keep_stride, scale, offsets,
+                                  len(optimizer.data), optimizer.widths, *optimizer.arrays, optimizer.rules,
+                                  optimizer.count + 1, optimizer.constants)
+        optimizer.count += steps

@@ -85,7 +85,6 @@ def test_c_lstm_trains_as_torchs_lstm_kernel_does(layers, c_step, monkeypatch):
         patch.setattr(native, "lstm_applies", lambda device: False)
         slow, slow_loss, _, _ = train_members(arch, members, x, y, CPU)
     assert fast.native_recurrence and not slow.native_recurrence  # each way really ran
-    assert fast.native_step is None  # with dropout, the step goes through autograd
     torch.testing.assert_close(fast.params.rows(), slow.params.rows(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.as_tensor(fast_loss), torch.as_tensor(slow_loss), rtol=1e-5, atol=1e-6)
     assert torch.equal(predict(fast, x, 0.5), predict(slow, x, 0.5))
@@ -98,15 +97,19 @@ def test_c_lstm_trains_as_torchs_lstm_kernel_does(layers, c_step, monkeypatch):
     torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("layers, channels, hidden, head", [(1, 1, 16, []), (2, 3, 6, [1]), (1, 3, 20, [2, 1])])
-def test_c_lstm_step_trains_as_autograd_does(layers, channels, hidden, head, c_step, monkeypatch):
-    """Without dropout an LSTM's whole step runs in C (NativeLSTMStep: layers, head, update); three epochs of
-    88 rows in batches of 16 (each epoch ends on a short batch) give what autograd through the C layers gives,
-    and what torch's own LSTM kernel (torch.nn.LSTM's) gives."""
+@pytest.mark.parametrize("dropouts", [(0.0,) * 4, (0.0, 0.3, 0.2, 0.0)], ids=["no dropout", "dropout"])
+@pytest.mark.parametrize("layers, channels, hidden, head, activation",
+                         [(1, 1, 16, [], "tanh"), (2, 3, 6, [1], "relu"), (3, 3, 20, [2, 1], "tanh")])
+def test_c_lstm_step_trains_as_autograd_does(layers, channels, hidden, head, activation, dropouts, c_step,
+                                              monkeypatch):
+    """An LSTM's whole step runs in C (NativeLSTMStep: layers, head, update); three epochs of 88 rows in
+    batches of 16 (each epoch ends on a short batch) give what autograd through the C layers gives, dropout
+    masks included (between layers, on the last hidden state, in the head), and what torch's own LSTM kernel
+    (torch.nn.LSTM's) gives."""
     arch = {**HYPERPARAMETER_DEFAULTS, "model": "lstm", "lstm_hidden_size": hidden, "lstm_num_layers": layers,
-            "hidden_layers": head, "activation": "tanh", "batch_size": 16, "max_epochs": 3}
+            "hidden_layers": head, "activation": activation, "batch_size": 16, "max_epochs": 3}
     x, y = data(features=7 * channels)
-    members = members_of(arch, dropouts=(0.0,) * 4)
+    members = members_of(arch, dropouts=dropouts)
     fast, fast_loss, _, _ = train_members(arch, members, x, y, CPU, channels=channels)
     with monkeypatch.context() as patch:
         patch.setattr(native, "applies", lambda arch, device: False)
