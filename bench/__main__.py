@@ -1,6 +1,6 @@
 """The headline figures, each measured side by side in one run:  python -m bench
 
-    python -m bench                  # ~15 minutes on 2 cores
+    python -m bench                  # ~6 minutes on 2 cores
     python -m bench --quick          # smaller scale grids (1,000 and 5,000), for a look
 
 1. steady state, the MLP reference grid at 40 epochs: ours against the naive
