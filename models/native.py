@@ -212,6 +212,25 @@ class NativeOptimizer:
                             *self.constants)
 
 
+def call_block(function, net, windows_per_step: int, x: torch.Tensor, y: torch.Tensor, dropout,
+                out: torch.Tensor, batch: int, optimizer: NativeOptimizer) -> None:
+    """One C block call (net_train_block or lstm_train_block, which take the same arguments after the net):
+    every batch of x [members, rows, features], each a step and an update, drawing `windows_per_step` dropout
+    windows per batch, in order, where there is dropout; the optimizer's step count moves on by the batches."""
+    width = x.shape[1]
+    steps = -(-width // batch)
+    keep, keep_stride, scale, offsets = None, 0, None, None
+    if dropout is not None and dropout.enabled and windows_per_step:
+        drawn = [dropout.next_offset() for _ in range(steps * windows_per_step)]
+        offsets = (ctypes.c_long * len(drawn))(*drawn)
+        keep, keep_stride, scale = dropout.keep.data_ptr(), dropout.keep.stride(0), dropout.scale.data_ptr()
+    xs = x.stride()
+    function(net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), width, batch, out.data_ptr(),
+             out.stride(0), keep, keep_stride, scale, offsets, len(optimizer.data), optimizer.widths,
+             *optimizer.arrays, optimizer.rules, optimizer.count + 1, optimizer.constants)
+    optimizer.count += steps
+
+
 class NativeStep:
     """The C step bound to one DenseStack's parameters, with its activation buffers (allocated once)."""
 
@@ -259,19 +278,7 @@ class NativeStep:
         dropout windows are drawn in the same order, and the optimizer's step
         count moves on by the number of batches.
         """
-        width = x.shape[1]
-        steps = -(-width // batch)
-        keep, keep_stride, scale, offsets = None, 0, None, None
-        if dropout is not None and dropout.enabled and self.n_hidden:
-            drawn = [dropout.next_offset() for _ in range(steps * self.n_hidden)]
-            offsets = (ctypes.c_long * len(drawn))(*drawn)
-            keep, keep_stride, scale = dropout.keep.data_ptr(), dropout.keep.stride(0), dropout.scale.data_ptr()
-        xs = x.stride()
-        self.lib.net_train_block(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), width,
-                                 batch, out.data_ptr(), out.stride(0), keep, keep_stride, scale, offsets,
-                                 len(optimizer.data), optimizer.widths, *optimizer.arrays, optimizer.rules,
-                                 optimizer.count + 1, optimizer.constants)
-        optimizer.count += steps
+        call_block(self.lib.net_train_block, self.net, self.n_hidden, x, y, dropout, out, batch, optimizer)
 
     def takes(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor, block: bool = False) -> bool:
         """Whether these tensors have a layout the C step reads (else the torch operations run).
@@ -334,16 +341,5 @@ class NativeLSTMStep:
         The same as FusedLSTM.train_step and optimizer.step() batch by batch: the
         dropout windows are drawn in the same order.
         """
-        width = x.shape[1]
-        steps = -(-width // batch)
-        keep, keep_stride, scale, offsets = None, 0, None, None
-        if dropout is not None and dropout.enabled:
-            drawn = [dropout.next_offset() for _ in range(steps * self.masks_per_step)]
-            offsets = (ctypes.c_long * len(drawn))(*drawn)
-            keep, keep_stride, scale = dropout.keep.data_ptr(), dropout.keep.stride(0), dropout.scale.data_ptr()
-        xs = x.stride()
-        self.lib.lstm_train_block(self.net, x.data_ptr(), xs[0], xs[2], xs[1], y.data_ptr(), y.stride(0), width,
-                                  batch, out.data_ptr(), out.stride(0), keep, keep_stride, scale, offsets,
-                                  len(optimizer.data), optimizer.widths, *optimizer.arrays, optimizer.rules,
-                                  optimizer.count + 1, optimizer.constants)
-        optimizer.count += steps
+        call_block(self.lib.lstm_train_block, self.net, self.masks_per_step, x, y, dropout, out, batch,
+                   optimizer)
