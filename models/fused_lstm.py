@@ -67,7 +67,8 @@ class FusedLSTM:
         # every member's layer in one C call (native.c), where it builds
         self.native_recurrence = native.lstm_applies(device)
         # and the whole step, head and update included, where the C step applies to the head too
-        self.native_step_applies = native.applies(arch, device)
+        self.native_step_applies = (self.native_recurrence and native.applies(arch, device)
+                                    and self.n_layers <= native.MAX_LAYERS)
         self.native_step = None  # bound on first use
         self.batch_size, self.n_features = arch["batch_size"], n_features
         self._initialize(members, generators)

@@ -85,6 +85,7 @@ def test_c_lstm_trains_as_torchs_lstm_kernel_does(layers, c_step, monkeypatch):
         patch.setattr(native, "lstm_applies", lambda device: False)
         slow, slow_loss, _, _ = train_members(arch, members, x, y, CPU)
     assert fast.native_recurrence and not slow.native_recurrence  # each way really ran
+    assert fast.native_step is not None and slow.native_step is None
     torch.testing.assert_close(fast.params.rows(), slow.params.rows(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(torch.as_tensor(fast_loss), torch.as_tensor(slow_loss), rtol=1e-5, atol=1e-6)
     assert torch.equal(predict(fast, x, 0.5), predict(slow, x, 0.5))
