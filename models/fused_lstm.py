@@ -159,7 +159,7 @@ class FusedLSTM:
         """
         rules = optimizer.native_rules()
         if not (self.native_step_applies and rules is not None and loss_fn is LOSSES["bce"]
-                and x.dtype == y.dtype == out.dtype == torch.float32):
+                and x.dtype == y.dtype == out.dtype == torch.float32 and y.stride(1) == 1 and out.stride(1) == 1):
             return False
         if self.native_step is None:
             self.native_step = native.NativeLSTMStep(self.layers, self.head, self.params.members,

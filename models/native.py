@@ -1,6 +1,6 @@
 """Fused training in a small C library (models/native.c): the MLP's step, the optimizer, or a block of both per
-call; the LSTM's layers (NativeLSTMLayer, under autograd), or without dropout its whole step, head and update
-included, a block of batches per call (NativeLSTMStep).
+call; the LSTM's layers (NativeLSTMLayer, under autograd), or its whole step, head and update included, a block
+of batches per call (NativeLSTMStep).
 
 Why: a fused step of the reference sweep's MLP is ~45 torch operations on
 small tensors plus ~40 optimizer kernel calls, each costing a few
