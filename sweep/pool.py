@@ -44,8 +44,15 @@ def stop_workers() -> None:
 
 
 def run_one(function: str, payload):
-    """One call in a worker process, waited for (evaluate.py --predict)."""
-    return start_workers(1).submit(call_worker, function, payload).result()
+    """One call in a worker process, waited for (evaluate.py --predict); the worker is ended after it.
+
+    Ending it here, not at the interpreter's exit, lets loky release its semaphores in order: left to
+    the exit, its resource tracker sometimes found one gone and printed a warning under load.
+    """
+    try:
+        return start_workers(1).submit(call_worker, function, payload).result()
+    finally:
+        stop_workers()
 
 
 class Pool:
