@@ -31,7 +31,7 @@ def hp(**changes) -> dict:
 @pytest.fixture(params=["C step", "torch operations"])
 def step_path(request, monkeypatch):
     """Run a test through each of the two step implementations: models/native.py's C (the MLP's step, the
-    LSTM's layers) and the torch operations (models/fused_mlp.py; torch's LSTM kernel per member)."""
+    LSTM's layers or whole step) and the torch operations (models/fused_mlp.py; torch's LSTM kernel per member)."""
     if request.param == "torch operations":
         monkeypatch.setattr(native, "applies", lambda arch, device: False)
         monkeypatch.setattr(native, "lstm_applies", lambda device: False)
@@ -257,14 +257,27 @@ MIXED = [  # members that differ in everything a fused task lets them differ in
 ]
 
 
+# members the C update rules all cover (no adamax, no L1): fused, an LSTM's whole step then runs in C
+C_RULES = [
+    dict(seed=11, learning_rate=1e-2, optimizer="adam", dropout=0.0, weight_initialization="default"),
+    dict(seed=12, learning_rate=3e-3, optimizer="rmsprop", dropout=0.3, weight_initialization="xavier_uniform"),
+    dict(seed=13, learning_rate=1e-2, optimizer="sgd", dropout=0.1, l2_regularization=1e-3,
+         weight_initialization="kaiming_normal"),
+    dict(seed=14, learning_rate=5e-3, optimizer="adagrad", dropout=0.2, weight_initialization="orthogonal"),
+]
+
+
+@pytest.mark.parametrize("mixed", [MIXED, C_RULES], ids=["any rules", "C rules"])
 @pytest.mark.parametrize("model", ["mlp", "lstm"])
-def test_fused_member_trains_exactly_as_alone(model, step_path):
+def test_fused_member_trains_exactly_as_alone(model, mixed, step_path):
     arch = hp(model=model, hidden_layers=[2, 1], batch_size=16, max_epochs=2, lstm_hidden_size=4)
     members = [{"seed": m["seed"], "params": hp(**{**arch, **{k: v for k, v in m.items() if k != "seed"}})}
-               for m in MIXED]
+               for m in mixed]
     members.sort(key=lambda m: group_key(m["params"]))
     x, y = small_data()
     fused, _, _, _ = train_members(arch, members, x, y, CPU)
+    if model == "lstm":  # which way the fused members trained: the whole step in C only where every rule is C's
+        assert (fused.native_step is not None) == (mixed is C_RULES and step_path == "C step")
     for row, member in enumerate(members):
         alone, _, _, _ = train_members(arch, [member], x, y, CPU)
         torch.testing.assert_close(fused.params.rows()[row], alone.params.rows()[0], rtol=1e-5, atol=1e-6)

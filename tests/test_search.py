@@ -125,6 +125,23 @@ def test_random_search_is_distinct_and_independent_of_cpu_count(tmp_path, data_d
     pd.testing.assert_frame_equal(one[compare], two[compare])
 
 
+def test_lstm_sweep_is_independent_of_cpu_count(tmp_path, data_dir):
+    """An LSTM grid, with and without dropout, through search.py (the whole step in C) on 1 and on 2 workers:
+    every rerun's counts and training loss are the same. (Here each architecture is one task either way;
+    a member trained fused and alone is compared in tests/test_fused.py.)"""
+    config = write_config(tmp_path, data_dir, grid={"model": ["lstm"], "hidden_layers": [[], [1]],
+                                                    "dropout": [0.0, 0.2], "learning_rate": [1e-2, 1e-3]})
+    tables = []
+    for cpus in ("1", "2"):
+        done = run_search(config, tmp_path / f"results{cpus}", "--cpu-count", cpus)
+        assert done.returncode == 0, done.stderr
+        tables.append(pd.read_csv(tmp_path / f"results{cpus}" / "small" / "reruns.csv", dtype={"combination": str}))
+    one, two = (t.sort_values(["combination", "rerun"]).reset_index(drop=True) for t in tables)
+    assert len(one) == 8 * 3 and (one["model"] == "lstm").all()
+    compare = ["combination", "rerun", "seed", "tp", "fp", "tn", "fn", "train_loss", "diverged"]
+    pd.testing.assert_frame_equal(one[compare], two[compare])
+
+
 def test_running_again_resumes_without_retraining(tmp_path, data_dir):
     config = write_config(tmp_path, data_dir, grid={"learning_rate": [1e-2, 1e-3]})
     first = run_search(config, tmp_path / "results")
