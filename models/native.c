@@ -538,7 +538,7 @@ void lstm_backward(int members, int steps, int batch, int n_in, int hidden, cons
    ([batch, steps, H] per member), one on the last hidden state ([batch, H]), then the head's (net_step). */
 typedef struct {
     const Net *head;
-    int members, layers, steps, channels, hidden, batch;   /* batch: the most rows of a step */
+    int members, layers, steps, channels, hidden;       /* buffers below hold the most rows of a step */
     float *w_ih[MAX_LAYERS], *w_hh[MAX_LAYERS], *b[MAX_LAYERS];      /* member strides s_ih, s_hh, s_b */
     float *gw_ih[MAX_LAYERS], *gw_hh[MAX_LAYERS], *gb[MAX_LAYERS];   /* the gradients, the same strides */
     long s_ih[MAX_LAYERS], s_hh[MAX_LAYERS], s_b[MAX_LAYERS];
@@ -552,14 +552,14 @@ typedef struct {
 
 size_t lstm_size(void) { return sizeof(Lstm); }
 
-int lstm_init(Lstm *net, const Net *head, int members, int layers, int steps, int channels, int hidden, int batch,
+int lstm_init(Lstm *net, const Net *head, int members, int layers, int steps, int channels, int hidden,
               float **w_ih, float **w_hh, float **b, float **gw_ih, float **gw_hh, float **gb, const long *strides,
               float *sequence, float **hs, float **cs, float **tcs, float **acts, float *dgates, float *dh, float *dc,
               float *w_t, float *dy, float *dx, float *head_dx, float **dropped, float *last) {
     if (layers < 1 || layers > MAX_LAYERS) return -1;
     net->head = head;
     net->members = members; net->layers = layers; net->steps = steps; net->channels = channels;
-    net->hidden = hidden; net->batch = batch;
+    net->hidden = hidden;
     for (int k = 0; k < layers; k++) {
         net->w_ih[k] = w_ih[k]; net->w_hh[k] = w_hh[k]; net->b[k] = b[k];
         net->gw_ih[k] = gw_ih[k]; net->gw_hh[k] = gw_hh[k]; net->gb[k] = gb[k];

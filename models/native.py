@@ -322,7 +322,7 @@ class NativeLSTMStep:
         column = lambda i: [layer[i] for layer in layers]
         strides = (ctypes.c_long * (3 * n_layers))(*[t.stride(0) for layer in layers for t in layer])
         self.net = ctypes.create_string_buffer(lib.lstm_size())
-        status = lib.lstm_init(self.net, self.head.net, members, n_layers, steps, channels, hidden, batch,
+        status = lib.lstm_init(self.net, self.head.net, members, n_layers, steps, channels, hidden,
                                pointers(column(0)), pointers(column(1)), pointers(column(2)),
                                pointers([t.grad for t in column(0)]), pointers([t.grad for t in column(1)]),
                                pointers([t.grad for t in column(2)]), strides, _P(self.sequence.data_ptr()),
